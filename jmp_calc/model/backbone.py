@@ -1,0 +1,73 @@
+"""The GemNet-OC backbone: bases -> interaction blocks -> per-atom and per-edge output features."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from ..config import GemNetOCConfig
+from .bases import Bases
+from .interaction import InteractionBlock
+from .output import FinalMLP, OutputBlock
+
+__all__ = ["GemNetOCBackbone", "edge_geometry"]
+
+
+def edge_geometry(pos: torch.Tensor, cell: torch.Tensor, batch: torch.Tensor, index: torch.Tensor,
+                  offset: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Distances (E,) and unit vectors (E, 3) from source image to target: ``pos[t] - pos[s] - offset @ cell``."""
+    s, t = index[0], index[1]
+    vec = pos[t] - pos[s]
+    if offset.shape[0]:
+        shift = torch.bmm(offset.to(pos.dtype).unsqueeze(1), cell[batch[t]]).squeeze(1)
+        vec = vec - shift
+    d = torch.linalg.vector_norm(vec, dim=-1)
+    return d, vec / d[:, None]
+
+
+class GemNetOCBackbone(nn.Module):
+    """Maps atom embeddings ``h`` (N, A) and a :class:`~jmp_calc.graph.GraphBatch` to energy features (N, A) and
+    (with direct forces) edge force features (E_main, E) plus the main-graph geometry the force heads need."""
+
+    def __init__(self, cfg: GemNetOCConfig):
+        super().__init__()
+        self.cfg = cfg
+        self.bases = Bases(cfg)
+        self.int_blocks = nn.ModuleList([InteractionBlock(cfg) for _ in range(cfg.num_blocks)])
+        self.out_blocks = nn.ModuleList([
+            OutputBlock(cfg.emb_size_atom, cfg.emb_size_edge, cfg.emb_size_rbf, cfg.num_atom,
+                        cfg.num_output_afteratom, act=cfg.activation, direct_forces=cfg.direct_forces,
+                        dropout=cfg.dropout, edge_dropout=cfg.edge_dropout)
+            for _ in range(cfg.num_blocks + 1)
+        ])
+        self.out_mlp_E = FinalMLP(cfg.emb_size_atom, cfg.num_blocks, cfg.num_global_out_layers,
+                                  act=cfg.activation)
+        if cfg.direct_forces:
+            self.out_mlp_F = FinalMLP(cfg.emb_size_edge, cfg.num_blocks, cfg.num_global_out_layers,
+                                      act=cfg.activation, dropout=cfg.dropout)
+
+    def geometry(self, g, pos: torch.Tensor, cell: torch.Tensor) -> dict:
+        return {name: edge_geometry(pos, cell, g.batch, es.index, es.offset)
+                for name, es in (("main", g.main), ("a2ee2a", g.a2ee2a), ("qint", g.qint), ("a2a", g.a2a))}
+
+    def forward(self, h: torch.Tensor, g, pos: torch.Tensor | None = None, cell: torch.Tensor | None = None) -> dict:
+        """``pos``/``cell`` default to the batch's; pass differentiable ones for gradient forces or stress."""
+        geo = self.geometry(g, g.pos if pos is None else pos, g.cell if cell is None else cell)
+        bases = self.bases(h, geo, g)
+        m = bases["m"]
+        idx_t = g.main.index[1]
+        x_e, x_f = self.out_blocks[0](h, m, bases["output"], idx_t)
+        xs_e, xs_f = [x_e], [x_f]
+        for block, out_block in zip(self.int_blocks, self.out_blocks[1:]):
+            h, m = block(h, m, bases, g)
+            x_e, x_f = out_block(h, m, bases["output"], idx_t)
+            xs_e.append(x_e)
+            xs_f.append(x_f)
+        out = {
+            "energy_features": self.out_mlp_E(torch.cat(xs_e, dim=-1)),
+            "distance": geo["main"][0],
+            "unit_vector": geo["main"][1],
+        }
+        if self.cfg.direct_forces:
+            out["force_features"] = self.out_mlp_F(torch.cat(xs_f, dim=-1))
+        return out

@@ -1,0 +1,181 @@
+"""GemNet-OC message passing: triplet (edge-edge, atom-edge, edge-atom), quadruplet and atom-atom interactions,
+and the interaction block that merges them.
+
+Shapes: N atoms, E main edges, E2 a2ee2a edges, T triplets, Q quadruplets. Aggregation over triplets/quadruplets
+uses GemNet's "efficient bilinear" trick: neighbour embeddings are placed in a zero-padded (E, K, C) tensor and
+contracted with the padded basis by batched matmul, which is faster than scatter on CPU and GPU alike.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+from .bases import EdgeEmbedding, scatter_padded
+from .layers import Dense, ResidualLayer, ScaleFactor
+from .output import AtomUpdateBlock
+
+__all__ = ["EfficientBilinear", "TripletInteraction", "QuadrupletInteraction", "PairInteraction", "InteractionBlock"]
+
+_INV_SQRT2 = 1.0 / math.sqrt(2.0)
+
+
+class EfficientBilinear(nn.Module):
+    """``out_e = W vec(sum_k rad_e[:, s] sph_e[s, k] x_k)``: bilinear layer fused with the sum over neighbours."""
+
+    def __init__(self, emb_in: int, emb_interm: int, emb_out: int, *, dropout: float | None = None):
+        super().__init__()
+        self.emb_in = emb_in
+        self.bilinear = Dense(emb_in * emb_interm, emb_out, dropout=dropout)
+
+    def forward(self, basis, x: torch.Tensor, out: torch.Tensor, inner: torch.Tensor, kmax: int,
+                agg2: tuple[torch.Tensor, torch.Tensor, int, int] | None = None) -> torch.Tensor:
+        rad, sph = basis  # (E, emb_interm, S) or (N, emb_interm, K2*S);  (E, S, K)
+        x_padded = scatter_padded(x, out, inner, sph.shape[0], kmax)  # (E, K, emb_in)
+        sph_x = sph @ x_padded  # (E, S, emb_in)
+        if agg2 is not None:  # second aggregation: edges -> atoms
+            idx, idx_inner, n_out, kmax2 = agg2
+            sph_x = scatter_padded(sph_x, idx, idx_inner, n_out, kmax2)  # (N, K2, S, emb_in)
+            sph_x = sph_x.reshape(n_out, -1, sph_x.shape[-1])  # (N, K2*S, emb_in)
+        y = rad @ sph_x  # (E or N, emb_interm, emb_in)
+        return self.bilinear(y.reshape(y.shape[0], -1))
+
+
+class TripletInteraction(nn.Module):
+    """Messages from (edge or atom) b->a into edge c->a, weighted by distance and the angle cab."""
+
+    def __init__(self, emb_in: int, emb_out: int, emb_trip_in: int, emb_trip_out: int, emb_rbf: int, emb_cbf: int,
+                 *, symmetric: bool, swap_output: bool, act: str, dropout: float | None = None):
+        super().__init__()
+        self.symmetric = symmetric
+        self.swap_output = swap_output
+        self.dense_ba = Dense(emb_in, emb_in, act=act, dropout=dropout)
+        self.mlp_rbf = Dense(emb_rbf, emb_in, dropout=dropout)
+        self.scale_rbf = ScaleFactor()
+        self.mlp_cbf = EfficientBilinear(emb_trip_in, emb_cbf, emb_trip_out, dropout=dropout)
+        self.scale_cbf_sum = ScaleFactor()
+        self.down_projection = Dense(emb_in, emb_trip_in, act=act, dropout=dropout)
+        self.up_projection_ca = Dense(emb_trip_out, emb_out, act=act, dropout=dropout)
+        if symmetric:
+            self.up_projection_ac = Dense(emb_trip_out, emb_out, act=act, dropout=dropout)
+
+    def forward(self, m, bases, trip, id_swap, expand_idx=None, agg2=None):
+        x_ba = self.dense_ba(m)
+        if expand_idx is not None:
+            x_ba = x_ba[expand_idx]
+        x_ba = self.scale_rbf(x_ba * self.mlp_rbf(bases["rad"]), ref=x_ba)
+        x_ba = self.down_projection(x_ba)[trip.inp]
+        x = self.mlp_cbf(bases["cir"], x_ba, trip.out, trip.out_agg, trip.kmax, agg2=agg2)
+        x = self.scale_cbf_sum(x, ref=x_ba)
+        if self.symmetric:
+            return (self.up_projection_ca(x) + self.up_projection_ac(x)[id_swap]) * _INV_SQRT2
+        if self.swap_output:
+            x = x[id_swap]
+        return self.up_projection_ca(x)
+
+
+class QuadrupletInteraction(nn.Module):
+    """Messages along d->b->a into edge c->a, weighted by distances, two angles and the dihedral cabd."""
+
+    def __init__(self, emb_edge: int, emb_quad_in: int, emb_quad_out: int, emb_rbf: int, emb_cbf: int,
+                 emb_sbf: int, *, act: str, dropout: float | None = None):
+        super().__init__()
+        self.dense_db = Dense(emb_edge, emb_edge, act=act, dropout=dropout)
+        self.mlp_rbf = Dense(emb_rbf, emb_edge, dropout=dropout)
+        self.scale_rbf = ScaleFactor()
+        self.mlp_cbf = Dense(emb_cbf, emb_quad_in, dropout=dropout)
+        self.scale_cbf = ScaleFactor()
+        self.mlp_sbf = EfficientBilinear(emb_quad_in, emb_sbf, emb_quad_out, dropout=dropout)
+        self.scale_sbf_sum = ScaleFactor()
+        self.down_projection = Dense(emb_edge, emb_quad_in, act=act, dropout=dropout)
+        self.up_projection_ca = Dense(emb_quad_out, emb_edge, act=act, dropout=dropout)
+        self.up_projection_ac = Dense(emb_quad_out, emb_edge, act=act, dropout=dropout)
+
+    def forward(self, m, bases, quad, id_swap):
+        x_db = self.dense_db(m)
+        x_db = self.scale_rbf(x_db * self.mlp_rbf(bases["rad"]), ref=x_db)
+        x_db = self.down_projection(x_db)[quad.tin_in]  # (T_in, C)
+        x_db = self.scale_cbf(x_db * self.mlp_cbf(bases["cir"]), ref=x_db)
+        x_db = x_db[quad.trip_in_to_quad]  # (Q, C)
+        x = self.mlp_sbf(bases["sph"], x_db, quad.out, quad.out_agg, quad.kmax)
+        x = self.scale_sbf_sum(x, ref=x_db)
+        return (self.up_projection_ca(x) + self.up_projection_ac(x)[id_swap]) * _INV_SQRT2
+
+
+class PairInteraction(nn.Module):
+    """Atom-atom messages over the a2a graph, weighted by distance only."""
+
+    def __init__(self, emb_atom: int, emb_in: int, emb_out: int, emb_rbf: int, *, act: str,
+                 dropout: float | None = None):
+        super().__init__()
+        self.bilinear = Dense(emb_rbf * emb_in, emb_out, dropout=dropout)
+        self.scale_rbf_sum = ScaleFactor()
+        self.down_projection = Dense(emb_atom, emb_in, act=act, dropout=dropout)
+        self.up_projection = Dense(emb_out, emb_atom, act=act, dropout=dropout)
+
+    def forward(self, h, rad, a2a):
+        n = h.shape[0]
+        x_ba = self.down_projection(h)[a2a.index[0]]
+        x = scatter_padded(x_ba, a2a.index[1], a2a.inner, n, a2a.kmax)  # (N, K, C)
+        x = self.bilinear((rad @ x).reshape(n, -1))
+        x = self.scale_rbf_sum(x, ref=x_ba)
+        return self.up_projection(x)
+
+
+class InteractionBlock(nn.Module):
+    """One GemNet-OC block: all interactions, then residual updates of edge (m) and atom (h) embeddings."""
+
+    def __init__(self, cfg):
+        super().__init__()
+        A, Ed, act, dp = cfg.emb_size_atom, cfg.emb_size_edge, cfg.activation, cfg.dropout
+        trip = dict(emb_trip_in=cfg.emb_size_trip_in, emb_trip_out=cfg.emb_size_trip_out,
+                    emb_rbf=cfg.emb_size_rbf, emb_cbf=cfg.emb_size_cbf, act=act, dropout=dp)
+        self.dense_ca = Dense(Ed, Ed, act=act, dropout=dp)
+        self.trip_interaction = TripletInteraction(Ed, Ed, symmetric=True, swap_output=True, **trip)
+        self.quad_interaction = QuadrupletInteraction(Ed, cfg.emb_size_quad_in, cfg.emb_size_quad_out,
+                                                      cfg.emb_size_rbf, cfg.emb_size_cbf, cfg.emb_size_sbf,
+                                                      act=act, dropout=dp)
+        self.atom_edge_interaction = TripletInteraction(A, Ed, symmetric=True, swap_output=True, **trip)
+        self.edge_atom_interaction = TripletInteraction(Ed, A, symmetric=False, swap_output=False, **trip)
+        self.atom_interaction = PairInteraction(A, cfg.emb_size_aint_in, cfg.emb_size_aint_out, cfg.emb_size_rbf,
+                                                act=act, dropout=dp)
+        self.layers_before_skip = nn.ModuleList(
+            [ResidualLayer(Ed, act=act, dropout=dp) for _ in range(cfg.num_before_skip)])
+        self.layers_after_skip = nn.ModuleList(
+            [ResidualLayer(Ed, act=act, dropout=dp) for _ in range(cfg.num_after_skip)])
+        self.atom_emb_layers = nn.ModuleList(
+            [ResidualLayer(A, act=act, dropout=dp) for _ in range(cfg.num_atom_emb_layers)])
+        self.atom_update = AtomUpdateBlock(A, Ed, cfg.emb_size_rbf, cfg.num_atom, act=act, dropout=dp)
+        self.concat_layer = EdgeEmbedding(A, Ed, Ed, act=act, dropout=dp)
+        self.residual_m = nn.ModuleList([ResidualLayer(Ed, act=act, dropout=dp) for _ in range(cfg.num_concat)])
+
+    def forward(self, h: torch.Tensor, m: torch.Tensor, bases: dict, g) -> tuple[torch.Tensor, torch.Tensor]:
+        n = h.shape[0]
+        id_swap = g.id_swap
+        a2e = g.a2ee2a
+        x = self.dense_ca(m)
+        x = x + self.trip_interaction(m, bases["e2e"], g.trip_e2e, id_swap)
+        x = x + self.quad_interaction(m, bases["qint"], g.quad, id_swap)
+        x = x + self.atom_edge_interaction(h, bases["a2e"], g.trip_a2e, id_swap, expand_idx=a2e.index[0])
+        x = x * (1.0 / 2.0)  # 1/sqrt(number of edge interactions = 4)
+        h_e2a = self.edge_atom_interaction(m, bases["e2a"], g.trip_e2a, id_swap,
+                                           agg2=(a2e.index[1], a2e.inner, n, a2e.kmax))
+        h_a2a = self.atom_interaction(h, bases["a2a"], g.a2a)
+        h = (h + h_e2a + h_a2a) * (1.0 / math.sqrt(3.0))
+
+        for layer in self.layers_before_skip:
+            x = layer(x)
+        m = (m + x) * _INV_SQRT2
+        for layer in self.layers_after_skip:
+            m = layer(m)
+
+        for layer in self.atom_emb_layers:
+            h = layer(h)
+        h = (h + self.atom_update(h, m, bases["atom_update"], g.main.index[1])) * _INV_SQRT2
+
+        m2 = self.concat_layer(h, m, g.main.index)
+        for layer in self.residual_m:
+            m2 = layer(m2)
+        return h, (m + m2) * _INV_SQRT2

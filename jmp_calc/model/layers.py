@@ -1,0 +1,130 @@
+"""Small building blocks: bias-free dense layers with GemNet's scaled SiLU, residual layers, scale factors."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+__all__ = ["ScaledSiLU", "Dense", "ResidualLayer", "ScaleFactor", "activation", "he_orthogonal_"]
+
+
+class ScaledSiLU(nn.Module):
+    """``silu(x) / 0.6``: keeps unit variance for unit-variance inputs."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.nn.functional.silu(x) * (1.0 / 0.6)
+
+
+def activation(name: str | None) -> nn.Module:
+    if name is None:
+        return nn.Identity()
+    name = name.lower()
+    if name in ("scaled_silu", "scaled_swish"):
+        return ScaledSiLU()
+    if name in ("silu", "swish"):
+        return nn.SiLU()
+    raise ValueError(f"unknown activation {name!r}")
+
+
+@torch.no_grad()
+def he_orthogonal_(weight: torch.Tensor) -> torch.Tensor:
+    """Semi-orthogonal init standardised to zero mean and variance 1/fan_in (GemNet's He-orthogonal init).
+
+    For 3-D basis weights ``(num_radial, num_spherical, out)`` the last axis is the output axis.
+    """
+    nn.init.orthogonal_(weight)
+    if weight.ndim == 3:
+        fan_in, dims = weight.shape[:-1].numel(), (0, 1)
+    else:
+        fan_in, dims = weight.shape[1], (1,)
+    var, mean = torch.var_mean(weight, dim=dims, unbiased=True, keepdim=True)
+    weight.copy_((weight - mean) / torch.sqrt(var + 1e-6) / math.sqrt(fan_in))
+    return weight
+
+
+class Dense(nn.Module):
+    """``activation(x @ W.T)`` with an optional bias and dropout. Parameters live in ``self.linear``."""
+
+    def __init__(self, in_features: int, out_features: int, *, bias: bool = False, act: str | None = None,
+                 dropout: float | None = None):
+        super().__init__()
+        self.linear = nn.Linear(in_features, out_features, bias=bias)
+        he_orthogonal_(self.linear.weight)
+        if bias:
+            nn.init.zeros_(self.linear.bias)
+        self.act = activation(act)
+        self.dropout = nn.Dropout(dropout) if dropout else nn.Identity()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.dropout(self.act(self.linear(x)))
+
+
+class ResidualLayer(nn.Module):
+    """``(x + f(x)) / sqrt(2)`` with f two dense layers with activation (``dense_mlp.0``, ``dense_mlp.1``)."""
+
+    def __init__(self, units: int, *, act: str | None, dropout: float | None = None, n_layers: int = 2):
+        super().__init__()
+        self.dense_mlp = nn.Sequential(*[Dense(units, units, act=act, dropout=dropout) for _ in range(n_layers)])
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return (x + self.dense_mlp(x)) * (1.0 / math.sqrt(2.0))
+
+
+class ScaleFactor(nn.Module):
+    """A fitted scalar that multiplies its input. ``0`` means "not fitted" and acts as identity (JMP convention).
+
+    The value is a persistent buffer so checkpoints carry it; :meth:`fit_` sets it from activation statistics.
+    """
+
+    def __init__(self):
+        super().__init__()
+        self.register_buffer("scale_factor", torch.tensor(0.0))
+        self._stats: list[float] | None = None
+
+    def forward(self, x: torch.Tensor, ref: torch.Tensor | None = None) -> torch.Tensor:
+        if self._stats is not None:
+            self._observe(x, ref)
+        s = self.scale_factor
+        # branch-free on purpose: no host sync on GPU
+        return x * torch.where(s == 0, torch.ones_like(s), s).to(x.dtype)
+
+    # --- fitting (used by the training stack to initialise new models) -------------------------------------
+    def start_fit_(self) -> None:
+        self._stats = [0.0, 0.0, 0]
+
+    @torch.no_grad()
+    def _observe(self, x: torch.Tensor, ref: torch.Tensor | None) -> None:
+        if x.shape[0] == 0:
+            return
+        n = x.shape[0]
+        self._stats[1] += float(torch.var(x, dim=0).mean()) * n if n > 1 else 0.0
+        self._stats[0] += (float(torch.var(ref, dim=0).mean()) * n if ref is not None and ref.shape[0] > 1 else n)
+        self._stats[2] += n
+
+    def finish_fit_(self) -> float:
+        var_in, var_out, n = self._stats
+        self._stats = None
+        value = 1.0
+        if n and var_out > 0 and var_in > 0:
+            value = math.sqrt(var_in / var_out)
+        self.scale_factor.fill_(value)
+        return value
+
+
+def head_mlp(width: int, num_mlps: int, act: str) -> nn.Sequential:
+    """JMP's output MLP: ``num_mlps - 1`` times (Linear(width, width) + activation), then Linear(width, 1, no bias).
+
+    Indices of the linear layers are 0, 2, 4, ... as in the released checkpoints.
+    """
+    layers: list[nn.Module] = []
+    for _ in range(num_mlps - 1):
+        lin = nn.Linear(width, width, bias=True)
+        he_orthogonal_(lin.weight)
+        nn.init.zeros_(lin.bias)
+        layers += [lin, activation(act)]
+    last = nn.Linear(width, 1, bias=False)
+    he_orthogonal_(last.weight)
+    layers.append(last)
+    return nn.Sequential(*layers)
