@@ -14,15 +14,23 @@ __all__ = ["GemNetOCBackbone", "edge_geometry"]
 
 
 def edge_geometry(pos: torch.Tensor, cell: torch.Tensor, batch: torch.Tensor, index: torch.Tensor,
-                  offset: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Distances (E,) and unit vectors (E, 3) from source image to target: ``pos[t] - pos[s] - offset @ cell``."""
+                  offset: torch.Tensor, shift_dtype: torch.dtype | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Distances (E,) and unit vectors (E, 3) from source image to target: ``pos[t] - pos[s] - offset @ cell``.
+
+    Computed in float64 whatever the model precision (cheap, and it keeps float32 models accurate in large or
+    strongly skewed cells), then cast to the dtype of ``pos``; gradients flow through the casts.
+    ``shift_dtype=torch.float32`` computes ``offset @ cell`` in float32 as the original JMP code does even in
+    float64 runs (a ~1e-7 A difference in non-orthogonal cells); only useful to reproduce it bit for bit.
+    """
     s, t = index[0], index[1]
-    vec = pos[t] - pos[s]
+    p = pos.to(torch.float64)
+    vec = p[t] - p[s]
     if offset.shape[0]:
-        shift = torch.bmm(offset.to(pos.dtype).unsqueeze(1), cell[batch[t]]).squeeze(1)
-        vec = vec - shift
+        dt = shift_dtype or torch.float64
+        shift = torch.bmm(offset.to(dt).unsqueeze(1), cell[batch[t]].to(dt)).squeeze(1)
+        vec = vec - shift.to(torch.float64)
     d = torch.linalg.vector_norm(vec, dim=-1)
-    return d, vec / d[:, None]
+    return d.to(pos.dtype), (vec / d[:, None]).to(pos.dtype)
 
 
 class GemNetOCBackbone(nn.Module):
@@ -32,6 +40,8 @@ class GemNetOCBackbone(nn.Module):
     def __init__(self, cfg: GemNetOCConfig):
         super().__init__()
         self.cfg = cfg
+        #: set to torch.float32 to reproduce the original code's float32 image shifts exactly (see edge_geometry)
+        self.shift_dtype: torch.dtype | None = None
         self.bases = Bases(cfg)
         self.int_blocks = nn.ModuleList([InteractionBlock(cfg) for _ in range(cfg.num_blocks)])
         self.out_blocks = nn.ModuleList([
@@ -47,7 +57,7 @@ class GemNetOCBackbone(nn.Module):
                                       act=cfg.activation, dropout=cfg.dropout)
 
     def geometry(self, g, pos: torch.Tensor, cell: torch.Tensor) -> dict:
-        return {name: edge_geometry(pos, cell, g.batch, es.index, es.offset)
+        return {name: edge_geometry(pos, cell, g.batch, es.index, es.offset, self.shift_dtype)
                 for name, es in (("main", g.main), ("a2ee2a", g.a2ee2a), ("qint", g.qint), ("a2a", g.a2a))}
 
     def forward(self, h: torch.Tensor, g, pos: torch.Tensor | None = None, cell: torch.Tensor | None = None) -> dict:

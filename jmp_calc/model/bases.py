@@ -63,7 +63,7 @@ def legendre_outer_basis(cos_cab: torch.Tensor, angle_cabd: torch.Tensor, num_sp
     """Outer product of the Legendre bases of an angle and a dihedral. (Q,) x (Q,) -> (Q, num_spherical**2)."""
     a = legendre_basis(cos_cab, num_spherical)
     b = legendre_basis(torch.cos(angle_cabd), num_spherical)
-    return (a[:, :, None] * b[:, None, :]).reshape(cos_cab.shape[0], -1)
+    return (a[:, :, None] * b[:, None, :]).reshape(cos_cab.shape[0], num_spherical * num_spherical)
 
 
 def scatter_padded(values: torch.Tensor, outer: torch.Tensor, inner: torch.Tensor, size: int, kmax: int) -> torch.Tensor:
@@ -89,7 +89,7 @@ class BasisEmbedding(nn.Module):
         if self.num_spherical is None:
             return rad @ self.weight.T
         w = self.weight.reshape(self.weight.shape[0], -1)
-        return (rad @ w).reshape(rad.shape[0], -1, self.num_spherical)
+        return (rad @ w).reshape(rad.shape[0], self.weight.shape[2], self.num_spherical)
 
 
 class Bases(nn.Module):
@@ -176,7 +176,7 @@ class Bases(nn.Module):
         cos = _cos(v_a2e[t.out], v_main[t.inp])
         rw = self.mlp_cbf_eaint.radial(rbf_a2e)  # (E_a2e, emb, ns)
         rw = scatter_padded(rw, a2e.index[1], a2e.inner, n_atoms, a2e.kmax)  # (N, K, emb, ns)
-        rw = rw.transpose(1, 2).reshape(n_atoms, rw.shape[2], -1)  # (N, emb, K*ns)
+        rw = rw.transpose(1, 2).reshape(n_atoms, rw.shape[2], rw.shape[1] * ns)  # (N, emb, K*ns)
         e2a_b = {
             "rad": self.mlp_rbf_eaint(rbf_main),
             "cir": (rw, _padded_sph(legendre_basis(cos, ns), t.out, t.out_agg, rbf_a2e.shape[0], t.kmax)),

@@ -38,9 +38,9 @@ class EfficientBilinear(nn.Module):
         if agg2 is not None:  # second aggregation: edges -> atoms
             idx, idx_inner, n_out, kmax2 = agg2
             sph_x = scatter_padded(sph_x, idx, idx_inner, n_out, kmax2)  # (N, K2, S, emb_in)
-            sph_x = sph_x.reshape(n_out, -1, sph_x.shape[-1])  # (N, K2*S, emb_in)
+            sph_x = sph_x.reshape(n_out, kmax2 * sph_x.shape[2], sph_x.shape[3])  # (N, K2*S, emb_in)
         y = rad @ sph_x  # (E or N, emb_interm, emb_in)
-        return self.bilinear(y.reshape(y.shape[0], -1))
+        return self.bilinear(y.reshape(y.shape[0], y.shape[1] * y.shape[2]))
 
 
 class TripletInteraction(nn.Module):
@@ -119,7 +119,8 @@ class PairInteraction(nn.Module):
         n = h.shape[0]
         x_ba = self.down_projection(h)[a2a.index[0]]
         x = scatter_padded(x_ba, a2a.index[1], a2a.inner, n, a2a.kmax)  # (N, K, C)
-        x = self.bilinear((rad @ x).reshape(n, -1))
+        x = rad @ x  # (N, emb_rbf, C)
+        x = self.bilinear(x.reshape(n, x.shape[1] * x.shape[2]))
         x = self.scale_rbf_sum(x, ref=x_ba)
         return self.up_projection(x)
 

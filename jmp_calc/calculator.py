@@ -1,0 +1,57 @@
+"""JMPCalculator: the ASE face of a :class:`~jmp_calc.potential.Potential` (atoms -> graph -> model -> results)."""
+
+from __future__ import annotations
+
+import warnings
+
+from ase.calculators.calculator import Calculator, PropertyNotImplementedError, all_changes
+
+from .potential import Potential
+
+__all__ = ["JMPCalculator"]
+
+
+class JMPCalculator(Calculator):
+    """ASE calculator for GemNet-OC / JMP models.
+
+    ``model``: a model directory, a ``model.safetensors`` file, an original JMP checkpoint (``jmp-s.pt``), or a
+    :class:`~jmp_calc.model.JMPModel`. Keyword options: ``head`` (name or index; default: the model's default
+    head), ``forces`` (``"auto"``, ``"direct"``, ``"conservative"``), ``dtype`` (``"float32"``/``"float64"``),
+    ``device`` (``"auto"`` = CUDA when present), ``ema`` (EMA weights of Lightning checkpoints), ``cutoff`` and
+    ``max_neighbors`` (override the head's graph settings).
+
+    Tags come from ``atoms.get_tags()`` (all-zero tags count as 2, as JMP treats non-catalysis data) and
+    periodicity from ``atoms.pbc`` (molecular pre-training heads always use open boundaries, as in JMP).
+    """
+
+    def __init__(self, model, *, head: str | int | None = None, forces: str = "auto", dtype: str = "float32",
+                 device: str = "auto", ema: bool = True, cutoff: float | None = None,
+                 max_neighbors: int | None = None, **kwargs):
+        super().__init__(**kwargs)
+        from .io import load_model
+
+        net = load_model(model, ema=ema)
+        license_ = (getattr(net, "source", None) or {}).get("license")
+        if license_ and "NC" in str(license_):
+            warnings.warn(f"model licence: {license_}", UserWarning, stacklevel=2)
+        self.potential = Potential(net, head=head, forces=forces, dtype=dtype, device=device, cutoff=cutoff,
+                                   max_neighbors=max_neighbors)
+        self.implemented_properties = self.potential.implemented_properties
+
+    @property
+    def model(self):
+        return self.potential.model
+
+    def calculate(self, atoms=None, properties=("energy",), system_changes=all_changes):
+        super().calculate(atoms, properties, system_changes)
+        props = set(properties) | {"energy", "forces"}
+        if "stress" in properties:
+            if "stress" not in self.implemented_properties:
+                raise PropertyNotImplementedError(
+                    "stress needs conservative forces: JMPCalculator(..., forces='conservative')")
+            if not self.atoms.pbc.all():
+                raise PropertyNotImplementedError("stress is only defined for structures periodic in 3 directions")
+        else:
+            props.discard("stress")
+        (result,) = self.potential.predict([self.atoms], properties=tuple(props))
+        self.results.update(result)

@@ -1,0 +1,193 @@
+"""A model plus everything needed to turn structures into energies, forces and stress in eV units.
+
+:class:`Potential` owns the head choice, graph settings, precision and device; the ASE calculator is a thin shell
+around it, and batched simulation helpers call :meth:`Potential.predict` directly.
+"""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import torch
+
+from .config import GraphConfig, HeadConfig
+from .graph.batch import GraphBatch
+from .graph.structures import as_structure, batch_structures, build_graphs
+from .model.jmp import JMPModel
+
+__all__ = ["Potential", "InputError", "resolve_device", "resolve_dtype"]
+
+
+class InputError(ValueError):
+    """A structure or option cannot be evaluated (the message says which and why)."""
+
+
+def resolve_device(device) -> torch.device:
+    if device in (None, "auto"):
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError) as exc:
+        raise InputError(f"invalid device {device!r}: {exc}") from None
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise InputError(f"device {device!r} requested but CUDA is not available; use device='cpu' or 'auto'")
+    return dev
+
+
+def resolve_dtype(dtype) -> torch.dtype:
+    table = {"float32": torch.float32, "float64": torch.float64, torch.float32: torch.float32,
+             torch.float64: torch.float64, "fp32": torch.float32, "fp64": torch.float64}
+    if dtype not in table:
+        raise InputError(f"dtype must be 'float32' or 'float64', got {dtype!r}")
+    return table[dtype]
+
+
+class Potential:
+    """Energies (eV), forces (eV/A) and stress (eV/A^3, ASE sign) from one head of a :class:`JMPModel`.
+
+    ``forces``: ``"direct"`` uses the head's force MLP; ``"conservative"`` uses -dE/dx (and allows stress);
+    ``"auto"`` picks what the model card says the head was trained for (direct for JMP pre-training heads).
+    ``cutoff``/``max_neighbors`` override the head's graph settings (the model then sees graphs unlike training).
+    """
+
+    def __init__(self, model: JMPModel, *, head: str | int | None = None, forces: str = "auto",
+                 dtype="float32", device="auto", cutoff: float | None = None, max_neighbors: int | None = None):
+        self.device = resolve_device(device)
+        self.dtype = resolve_dtype(dtype)
+        card = getattr(model, "card", None) or {}
+        if head is None:
+            head = card.get("default_head", 0)
+        self.head_idx = model.head_index(head)
+        self.head: HeadConfig = model.heads[self.head_idx]
+        if forces == "auto":
+            forces = card.get("forces", {}).get(self.head.name) if isinstance(card.get("forces"), dict) else None
+            forces = forces or ("direct" if self.head.direct_forces else "conservative")
+        if forces not in ("direct", "conservative"):
+            raise InputError(f"forces must be 'auto', 'direct' or 'conservative', got {forces!r}")
+        if forces == "direct" and not self.head.direct_forces:
+            raise InputError(f"head {self.head.name!r} has no direct-force output; use forces='conservative'")
+        self.forces = forces
+        g = self.head.graph
+        self.graph = GraphConfig(cutoff=cutoff if cutoff is not None else g.cutoff,
+                                 max_neighbors=max_neighbors if max_neighbors is not None else g.max_neighbors,
+                                 pbc=g.pbc)
+        self.model = model.to(device=self.device, dtype=self.dtype).eval()
+        for p in self.model.parameters():
+            p.requires_grad_(False)
+        self.num_elements = model.config.num_elements
+        refs = self.head.atom_refs or {}
+        table = torch.zeros(self.num_elements + 1, dtype=torch.float64)
+        for z, e in refs.items():
+            if 0 < z <= self.num_elements:
+                table[z] = e
+        self._atom_refs = table.to(self.device) if refs else None
+
+    @property
+    def implemented_properties(self) -> list[str]:
+        props = ["energy", "free_energy", "forces", "energies"]
+        return props + (["stress"] if self.forces == "conservative" else [])
+
+    # ------------------------------------------------------------------ graphs
+    def check(self, s) -> None:
+        n = len(s.numbers)
+        if n == 0:
+            raise InputError("the structure has no atoms")
+        if not np.all(np.isfinite(s.positions)):
+            raise InputError("positions contain NaN or inf")
+        if s.pbc.any() and not np.all(np.isfinite(s.cell)):
+            raise InputError("the cell contains NaN or inf")
+        bad = (s.numbers < 1) | (s.numbers > min(self.num_elements, 118))
+        if bad.any():
+            raise InputError(f"atomic numbers must be in 1..118; got {sorted(set(s.numbers[bad].tolist()))}")
+        if s.pbc.any():
+            vol = abs(np.linalg.det(s.cell))
+            if vol < 1e-6 and s.pbc.all():
+                raise InputError("the cell is singular (zero volume) but the structure is periodic")
+
+    def build_graphs(self, structures) -> list:
+        out = []
+        for obj in structures:
+            s = as_structure(obj)
+            self.check(s)
+            out.append(build_graphs(s, self.graph, self.model.config.qint_tags, self.head.set_tags_to))
+        return out
+
+    def batch(self, structures, graphs=None) -> GraphBatch:
+        structs = [as_structure(s) for s in structures]
+        if graphs is None:
+            graphs = self.build_graphs(structs)
+        if any(g.truncated and g.kth_gap < 1e-4 for g in graphs):
+            warnings.warn("two neighbours tie at the max_neighbors cut: the k-NN graph (and energy) is "
+                          "discontinuous here", RuntimeWarning, stacklevel=3)
+        return batch_structures(structs, self.graph, self.model.config.qint_tags, dtype=self.dtype,
+                                device=self.device, graphs=graphs)
+
+    # ------------------------------------------------------------------ predictions
+    def predict(self, structures, properties=("energy", "forces"), graphs=None) -> list[dict]:
+        """One model call for all ``structures``; returns one dict of numpy results per structure."""
+        structures = list(structures)
+        if not structures:
+            return []
+        props = set(properties)
+        if "stress" in props and self.forces != "conservative":
+            raise InputError("stress needs conservative forces: create the calculator with forces='conservative'")
+        g = self.batch(structures, graphs)
+        want_grad = self.forces == "conservative" and ("forces" in props or "stress" in props)
+        stress = "stress" in props
+        with torch.inference_mode(not want_grad), torch.enable_grad() if want_grad else _null():
+            pos_leaf, cell = g.pos, g.cell
+            if want_grad:
+                pos_leaf = pos_leaf.clone().requires_grad_(True)
+            pos = pos_leaf
+            if stress:  # symmetric strain applied to positions and cell: stress = dE/d(strain) / volume
+                eps = torch.zeros((g.num_structures, 3, 3), dtype=self.dtype, device=self.device,
+                                  requires_grad=True)
+                sym = 0.5 * (eps + eps.transpose(1, 2))
+                pos = pos + torch.bmm(pos.unsqueeze(1), sym[g.batch]).squeeze(1)
+                cell = cell + torch.bmm(cell, sym)
+            out = self.model(g, heads=[self.head_idx], pos=pos, cell=cell, return_features=True)
+            std, mean = self.head.energy_std, self.head.energy_mean
+            energy = out["energy"][:, 0] * std + mean
+            node_e = out["node_energy"][:, 0] * std
+            if self.head.reduction == "mean":
+                node_e = node_e / g.natoms[g.batch]
+            node_e = node_e + mean / g.natoms[g.batch]
+            if self._atom_refs is not None:
+                ref = self._atom_refs[g.numbers].to(self.dtype)
+                node_e = node_e + ref
+                energy = energy + ref.new_zeros(g.num_structures).index_add_(0, g.batch, ref)
+            result = {"energy": energy.detach(), "energies": node_e.detach()}
+            if want_grad:
+                grads = torch.autograd.grad(energy.sum(), [pos_leaf] + ([eps] if stress else []))
+                if "forces" in props:
+                    result["forces"] = -grads[0]
+                if stress:
+                    vol = torch.abs(torch.linalg.det(g.cell))
+                    result["stress"] = grads[1] / vol[:, None, None]
+            elif "forces" in props:
+                result["forces"] = out["forces"][:, :, 0].detach() * self.head.force_std
+        return self._split(g, result)
+
+    def _split(self, g: GraphBatch, result: dict) -> list[dict]:
+        counts = g.natoms.tolist()
+        per_atom = {k: torch.split(v.cpu().double(), counts) for k, v in result.items() if k in ("forces", "energies")}
+        out = []
+        for i in range(g.num_structures):
+            d = {"energy": float(result["energy"][i]), "free_energy": float(result["energy"][i])}
+            for k, parts in per_atom.items():
+                d[k] = parts[i].numpy()
+            if "stress" in result:
+                s = result["stress"][i].cpu().double().numpy()
+                d["stress"] = np.array([s[0, 0], s[1, 1], s[2, 2], s[1, 2], s[0, 2], s[0, 1]])
+            out.append(d)
+        return out
+
+
+class _null:
+    def __enter__(self):
+        return None
+
+    def __exit__(self, *exc):
+        return False
+

@@ -1,0 +1,62 @@
+"""Architecture: the presets build exactly the released JMP models (parameter counts, every checkpoint key)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from conftest import require_fixtures
+
+from jmp_calc.config import ConfigError, GemNetOCConfig, GraphConfig, HeadConfig, jmp_l, jmp_s, tiny
+from jmp_calc.io.jmp_checkpoint import ema_parameter_keys
+from jmp_calc.model import build_pretraining_model
+
+EXPECTED = {"jmp_s": (jmp_s, 44_131_328, 405), "jmp_l": (jmp_l, 234_267_648, 585)}
+DROPPED = (".seq_energy_pre.", "rbf.offset", "rbf.temps", "task_steps")
+
+
+@pytest.fixture(scope="module")
+def manifest():
+    return json.loads((require_fixtures() / "jmp_state_dict_manifest.json").read_text())
+
+
+@pytest.mark.parametrize("name", ["jmp_s", "jmp_l"])
+def test_parameter_counts_and_keys(manifest, name):
+    preset, n_params, n_tensors = EXPECTED[name]
+    with torch.device("meta"):  # no memory, no init cost: shapes only
+        model = build_pretraining_model(preset())
+    params = list(model.parameters())
+    assert sum(p.numel() for p in params) == n_params == manifest[name]["total_parameters_unique"]
+    assert len(params) == n_tensors == manifest[name]["num_parameter_tensors_unique"]
+    ours = {k: tuple(v.shape) for k, v in model.state_dict().items()}
+    ref = {e["key"]: tuple(e["shape"]) for e in manifest[name]["keys"]}
+    homeless = [k for k in ref if k not in ours and not any(d in k for d in DROPPED)]
+    assert not homeless, f"checkpoint keys without a home: {homeless[:5]}"
+    assert not [k for k in ours if k not in ref], "keys the released checkpoints do not have"
+    assert {k: s for k, s in ours.items()} == {k: ref[k] for k in ours}
+    # the EMA order rule reproduces the manifest's ema_order
+    assert ema_parameter_keys([e["key"] for e in manifest[name]["keys"]]) == manifest[name]["ema_order"]
+
+
+def test_presets_match_manifest_backbone(manifest):
+    for name, preset in (("jmp_s", jmp_s), ("jmp_l", jmp_l)):
+        bb = manifest[name]["backbone_config"]
+        cfg = GemNetOCConfig.from_jmp_hparams(bb)
+        assert cfg == preset(edge_dropout=cfg.edge_dropout, dropout=cfg.dropout)
+
+
+def test_config_round_trip_and_errors():
+    cfg = tiny()
+    assert GemNetOCConfig.from_dict(cfg.to_dict()) == cfg
+    h = HeadConfig(name="x", atom_refs={1: -13.6}, graph=GraphConfig(cutoff=6.0, max_neighbors=20))
+    assert HeadConfig.from_dict(h.to_dict()) == h
+    assert GraphConfig(max_neighbors=30).caps == {"main": 30, "a2ee2a": 20, "qint": 8, "a2a": 1000}
+    with pytest.raises(ConfigError, match="unknown field"):
+        GemNetOCConfig.from_dict({"num_blockz": 3})
+    with pytest.raises(ConfigError, match="num_blocks"):
+        GemNetOCConfig(num_blocks=0)
+    with pytest.raises(ConfigError, match="sbf"):
+        GemNetOCConfig.from_jmp_hparams(dict(jmp_s().to_dict(), sbf={"name": "spherical_harmonics"},
+                                             cbf={"name": "spherical_harmonics"}))

@@ -1,0 +1,194 @@
+"""Neighbour list, JMP graph rules and the triplet/quadruplet/id_swap index sets, checked against brute force."""
+
+from __future__ import annotations
+
+
+import numpy as np
+import pytest
+from ase import Atoms
+from ase.build import add_adsorbate, bulk, fcc111, molecule
+from ase.neighborlist import neighbor_list as ase_neighbor_list
+
+from jmp_calc.config import GraphConfig
+from jmp_calc.graph import build_structure_graphs, collate, neighbor_list
+from jmp_calc.graph.indices import quadruplets, reverse_edges, triplets
+
+
+def _edge_set(src, dst, off, d=None):
+    return {(int(s), int(t), *map(int, o)) for s, t, o in zip(src, dst, off)}
+
+
+def _ase_edges(atoms, cutoff):
+    i, j, S, d = ase_neighbor_list("ijSd", atoms, cutoff)
+    keep = d > 0.01
+    # ASE: vector = x_j - x_i + S @ cell; ours: target i, source j, offset S
+    return _edge_set(j[keep], i[keep], S[keep]), np.sort(d[keep])
+
+
+CASES = {
+    "triclinic": lambda: Atoms("CuAu2", scaled_positions=[[0, 0, 0], [0.3, 0.4, 0.6], [0.7, 0.1, 0.2]],
+                               cell=[[3.0, 0, 0], [1.2, 2.8, 0], [0.5, 0.9, 3.4]], pbc=True),
+    "slab_partial_pbc": lambda: fcc111("Pt", (2, 2, 3), vacuum=6.0),  # pbc = T, T, F
+    "tiny_cell_many_images": lambda: bulk("Cu", "fcc", a=3.6),  # 1 atom, cell << cutoff
+    "molecule": lambda: molecule("CH3CH2OH"),
+    "1d_wire": lambda: Atoms("C2", positions=[[0, 0, 0], [0.7, 0.2, 1.3]], cell=[10, 10, 2.6], pbc=[False, False, True]),
+}
+
+
+@pytest.mark.parametrize("case", list(CASES))
+@pytest.mark.parametrize("cutoff", [5.0, 12.0])
+def test_neighbor_list_matches_ase(case, cutoff):
+    atoms = CASES[case]()
+    src, dst, off, dist = neighbor_list(atoms.positions, atoms.cell.array, atoms.pbc, cutoff)
+    ref, ref_d = _ase_edges(atoms, cutoff)
+    assert _edge_set(src, dst, off) == ref
+    np.testing.assert_allclose(np.sort(dist), ref_d, atol=1e-9)
+    # our vector convention: pos[t] - pos[s] - offset @ cell has length dist
+    vec = atoms.positions[dst] - atoms.positions[src] - off @ atoms.cell.array
+    np.testing.assert_allclose(np.linalg.norm(vec, axis=1), dist, atol=1e-9)
+
+
+def test_isolated_atom_and_empty():
+    src, dst, off, dist = neighbor_list(np.zeros((1, 3)), np.zeros((3, 3)), False, 6.0)
+    assert len(src) == 0
+    g = build_structure_graphs(np.array([[0.0, 0, 0], [20.0, 0, 0]]), np.zeros((3, 3)), [False] * 3,
+                               np.array([2, 2]), GraphConfig(cutoff=8.0), [1, 2])
+    assert len(g.main) == len(g.a2a) == 0
+    b = collate([g], [np.array([[0.0, 0, 0], [20.0, 0, 0]])], [np.array([1, 1])], [np.zeros((3, 3))])
+    assert b.trip_e2e.inp.numel() == 0 and b.quad.out.numel() == 0
+
+
+def _slab():
+    slab = fcc111("Cu", size=(2, 2, 3), vacuum=7.0)
+    add_adsorbate(slab, "O", 1.5, "fcc")
+    slab.positions += np.random.default_rng(0).normal(0, 0.05, slab.positions.shape)
+    tags = slab.get_tags()
+    tags[tags > 1] = 0
+    tags[-1] = 2
+    return slab, tags
+
+
+def test_knn_and_symmetrisation_rules():
+    slab, tags = _slab()
+    cfg = GraphConfig(cutoff=12.0, max_neighbors=30)
+    g = build_structure_graphs(slab.positions, slab.cell.array, slab.pbc, tags, cfg, [1, 2])
+    src, dst, off, dist = neighbor_list(slab.positions, slab.cell.array, slab.pbc, 12.0)
+    n = len(slab)
+    # k nearest per target atom for each capped graph
+    for name, k in (("a2ee2a", 20), ("a2a", 1000)):
+        e = getattr(g, name)
+        for a in range(n):
+            mine = np.sort(e.dist[e.dst == a])
+            alld = np.sort(dist[dst == a])[:k]
+            np.testing.assert_allclose(mine, alld)
+    # qint: 8 nearest, then keep edges touching a tag-1/2 atom
+    ok = np.isin(tags, [1, 2])
+    assert np.all(ok[g.qint.src] | ok[g.qint.dst])
+    # main: pair {a<b} present iff b chose a among its 30 nearest; symmetric
+    chosen = set()
+    for b in range(n):
+        idx = np.nonzero(dst == b)[0]
+        idx = idx[np.lexsort((src[idx], dist[idx]))][:30]
+        chosen |= {(int(src[i]), b, *map(int, off[i])) for i in idx}
+    expected = {e for e in chosen if e[0] < e[1] or (e[0] == e[1] and tuple(e[2:]) < (0, 0, 0))}
+    expected |= {(t, s, -ox, -oy, -oz) for s, t, ox, oy, oz in expected}
+    assert _edge_set(g.main.src, g.main.dst, g.main.offset) == expected
+    assert np.all(np.diff(g.main.dst) >= 0), "graphs must be sorted by target"
+
+
+def _brute_triplets(in_e, out_e):
+    res = set()
+    for o, (cs, ca, co) in enumerate(out_e):
+        for i, (bs, ba, bo) in enumerate(in_e):
+            if ba == ca and not (bs == cs and bo == co):
+                res.add((i, o))
+    return res
+
+
+def _edges(es):
+    return [(int(s), int(t), tuple(map(int, o))) for s, t, o in zip(es.src, es.dst, es.offset)]
+
+
+def test_triplets_and_quadruplets_brute_force():
+    slab, tags = _slab()
+    g = build_structure_graphs(slab.positions, slab.cell.array, slab.pbc, tags, GraphConfig(cutoff=6.0,
+                               max_neighbors=12), [1, 2])
+    n = len(slab)
+    m, q, a = g.main, g.qint, g.a2ee2a
+    t = triplets(m.src, m.dst, m.offset, m.src, m.dst, m.offset, n)
+    assert set(zip(t.inp.tolist(), t.out.tolist())) == _brute_triplets(_edges(m), _edges(m))
+    assert np.all(np.diff(t.out) >= 0)
+    # out_agg enumerates each output edge's triplets 0..k-1
+    for o in np.unique(t.out):
+        assert sorted(t.out_agg[t.out == o].tolist()) == list(range(int((t.out == o).sum())))
+    t2 = triplets(a.src, a.dst, a.offset, m.src, m.dst, m.offset, n)
+    assert set(zip(t2.inp.tolist(), t2.out.tolist())) == _brute_triplets(_edges(a), _edges(m))
+
+    qd = quadruplets(m.src, m.dst, m.offset, q.src, q.dst, q.offset, n)
+    me, qe = _edges(m), _edges(q)
+    brute = set()
+    for ca, (c, a_, oc) in enumerate(me):  # c -> a
+        for ba, (b, a2, ob) in enumerate(qe):  # b -> a
+            if a2 != a_ or (b == c and ob == oc):
+                continue
+            for db, (d, b2, od) in enumerate(me):  # d -> b
+                if b2 != b or (d == a_ and tuple(np.add(od, ob)) == (0, 0, 0)):
+                    continue
+                off_cd = tuple(np.add(od, ob) - np.array(oc))
+                if d == c and off_cd == (0, 0, 0):
+                    continue
+                brute.add((ca, ba, db))
+    ours = {(int(qd.out[i]), int(qd.tin_out[qd.trip_in_to_quad[i]]), int(qd.tin_in[qd.trip_in_to_quad[i]]))
+            for i in range(len(qd.out))}
+    assert len(ours) == len(qd.out)
+    assert ours == brute
+    # the output triplet of each quadruplet uses the same qint edge as its input triplet
+    assert np.array_equal(qd.tout_in[qd.trip_out_to_quad], qd.tin_out[qd.trip_in_to_quad])
+
+
+def test_reverse_edges():
+    slab, tags = _slab()
+    g = build_structure_graphs(slab.positions, slab.cell.array, slab.pbc, tags, GraphConfig(), [1, 2])
+    m = g.main
+    rev = reverse_edges(m.src, m.dst, m.offset, len(slab))
+    assert np.array_equal(m.src[rev], m.dst) and np.array_equal(m.dst[rev], m.src)
+    assert np.array_equal(m.offset[rev], -m.offset)
+    assert np.array_equal(rev[rev], np.arange(len(rev)))
+
+
+def test_batch_is_disjoint_union():
+    slab, tags = _slab()
+    mol = molecule("H2O")
+    cfg12, cfg8 = GraphConfig(cutoff=12.0), GraphConfig(cutoff=8.0, pbc=False)
+    g1 = build_structure_graphs(slab.positions, slab.cell.array, slab.pbc, tags, cfg12, [1, 2])
+    g2 = build_structure_graphs(mol.positions, np.zeros((3, 3)), [False] * 3, np.full(3, 2), cfg8, [1, 2])
+    b = collate([g1, g2], [slab.positions, mol.positions], [slab.numbers, mol.numbers],
+                [slab.cell.array, np.zeros((3, 3))])
+    assert b.main.num_edges == len(g1.main) + len(g2.main)
+    n1 = len(slab)
+    idx = b.main.index.numpy()
+    assert np.all((idx[0] < n1) == (idx[1] < n1)), "no edge crosses structures"
+    assert b.trip_e2e.inp.numel() == sum(
+        len(triplets(g.main.src, g.main.dst, g.main.offset, g.main.src, g.main.dst, g.main.offset, g.n_atoms).inp)
+        for g in (g1, g2))
+
+
+def test_all_zero_tags_treated_as_tag_2():
+    from jmp_calc.graph.structures import prepare_tags
+
+    assert prepare_tags(np.zeros(4, dtype=int), None).tolist() == [2, 2, 2, 2]
+    assert prepare_tags(np.array([0, 1, 2]), None).tolist() == [0, 1, 2]
+    assert prepare_tags(np.array([0, 1, 2]), 2).tolist() == [2, 2, 2]
+
+
+def test_tie_at_kth_neighbour_is_deterministic():
+    """Perfect fcc: 12 equidistant nearest neighbours; a cut at 8 must pick the same ones every time."""
+    atoms = bulk("Cu", "fcc", a=3.6, cubic=True).repeat((2, 2, 2))
+    cfg = GraphConfig(cutoff=6.0, max_neighbors=30)
+    gs = [build_structure_graphs(atoms.positions, atoms.cell.array, atoms.pbc, np.full(len(atoms), 2), cfg, [1, 2])
+          for _ in range(3)]
+    for g in gs[1:]:
+        for name in ("main", "qint", "a2ee2a"):
+            assert _edge_set(getattr(g, name).src, getattr(g, name).dst, getattr(g, name).offset) == _edge_set(
+                getattr(gs[0], name).src, getattr(gs[0], name).dst, getattr(gs[0], name).offset)
+    assert gs[0].truncated and gs[0].kth_gap == 0.0
