@@ -146,7 +146,8 @@ class Potential:
                 sym = 0.5 * (eps + eps.transpose(1, 2))
                 pos = pos + torch.bmm(pos.unsqueeze(1), sym[g.batch]).squeeze(1)
                 cell = cell + torch.bmm(cell, sym)
-            out = self.model(g, heads=[self.head_idx], pos=pos, cell=cell, return_features=True)
+            out = self.model(g, heads=[self.head_idx], pos=pos, cell=cell, return_features=True,
+                             direct_forces=self.forces == "direct" and "forces" in props)
             std, mean = self.head.energy_std, self.head.energy_mean
             energy = out["energy"][:, 0] * std + mean
             node_e = out["node_energy"][:, 0] * std

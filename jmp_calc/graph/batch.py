@@ -8,7 +8,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from .indices import Quadruplets, Triplets, inner_index, quadruplets, reverse_edges, triplets
+from .indices import Quadruplets, Triplets, inner_index, pad_table, quadruplets, reverse_edges, triplets
 from .rules import Edges, StructureGraphs
 
 __all__ = ["EdgeSet", "GraphBatch", "collate"]
@@ -16,13 +16,15 @@ __all__ = ["EdgeSet", "GraphBatch", "collate"]
 
 @dataclass
 class EdgeSet:
-    """One graph of a batch: ``index`` (2, E) = [src, dst], integer image ``offset`` (E, 3), ``inner`` (E,)
-    rank of each edge among those of its target atom, ``kmax`` the largest in-degree."""
+    """One graph of a batch: ``index`` (2, E) = [src, dst], integer image ``offset`` (E, 3), ``kmax`` the largest
+    in-degree, ``pad`` (N, kmax) the edges ending at each atom (sentinel E) and ``pad_src`` their source atoms
+    (sentinel N), used to fill zero-padded per-atom neighbour tensors with a single gather."""
 
     index: torch.Tensor
     offset: torch.Tensor
-    inner: torch.Tensor
     kmax: int
+    pad: torch.Tensor
+    pad_src: torch.Tensor
 
     @property
     def num_edges(self) -> int:
@@ -86,8 +88,9 @@ def _as_long(x: np.ndarray) -> torch.Tensor:
     return torch.from_numpy(np.ascontiguousarray(x, dtype=np.int64))
 
 
-def _trip_t(t: Triplets) -> Triplets:
-    return Triplets(_as_long(t.inp), _as_long(t.out), _as_long(t.out_agg), t.kmax)
+def _to_torch(obj):
+    return dataclasses.replace(obj, **{f.name: _as_long(getattr(obj, f.name)) for f in dataclasses.fields(obj)
+                                       if isinstance(getattr(obj, f.name), np.ndarray)})
 
 
 def collate(structures: list[StructureGraphs], positions: list[np.ndarray], numbers: list[np.ndarray],
@@ -102,8 +105,10 @@ def collate(structures: list[StructureGraphs], positions: list[np.ndarray], numb
     for name in ("main", "a2ee2a", "qint", "a2a"):
         src, dst, off = _cat_edges([getattr(s, name) for s in structures], atom_offsets)
         inner, kmax = inner_index(dst, n_total)
+        pad = pad_table(dst, inner, n_total, kmax, np.arange(len(dst), dtype=np.int64), len(dst))
         raw[name] = (src, dst, off)
-        sets[name] = EdgeSet(_as_long(np.stack([src, dst])), _as_long(off), _as_long(inner), kmax)
+        sets[name] = EdgeSet(_as_long(np.stack([src, dst])), _as_long(off), kmax, _as_long(pad),
+                             _as_long(np.append(src, n_total)[pad]))
 
     ms, md, mo = raw["main"]
     a_s, a_d, a_o = raw["a2ee2a"]
@@ -117,11 +122,10 @@ def collate(structures: list[StructureGraphs], positions: list[np.ndarray], numb
         natoms=_as_long(natoms),
         main=sets["main"], a2ee2a=sets["a2ee2a"], qint=sets["qint"], a2a=sets["a2a"],
         id_swap=_as_long(reverse_edges(ms, md, mo, n_total)),
-        trip_e2e=_trip_t(triplets(ms, md, mo, ms, md, mo, n_total)),
-        trip_a2e=_trip_t(triplets(a_s, a_d, a_o, ms, md, mo, n_total)),
-        trip_e2a=_trip_t(triplets(ms, md, mo, a_s, a_d, a_o, n_total)),
-        quad=Quadruplets(*[_as_long(getattr(q, f.name)) if f.name != "kmax" else q.kmax
-                           for f in dataclasses.fields(Quadruplets)]),
+        trip_e2e=_to_torch(triplets(ms, md, mo, ms, md, mo, n_total)),
+        trip_a2e=_to_torch(triplets(a_s, a_d, a_o, ms, md, mo, n_total)),
+        trip_e2a=_to_torch(triplets(ms, md, mo, a_s, a_d, a_o, n_total)),
+        quad=_to_torch(q),
         truncated=[s.truncated for s in structures],
     )
     return batch.to(device) if device is not None else batch

@@ -60,17 +60,20 @@ class GemNetOCBackbone(nn.Module):
         return {name: edge_geometry(pos, cell, g.batch, es.index, es.offset, self.shift_dtype)
                 for name, es in (("main", g.main), ("a2ee2a", g.a2ee2a), ("qint", g.qint), ("a2a", g.a2a))}
 
-    def forward(self, h: torch.Tensor, g, pos: torch.Tensor | None = None, cell: torch.Tensor | None = None) -> dict:
-        """``pos``/``cell`` default to the batch's; pass differentiable ones for gradient forces or stress."""
+    def forward(self, h: torch.Tensor, g, pos: torch.Tensor | None = None, cell: torch.Tensor | None = None,
+                forces: bool = True) -> dict:
+        """``pos``/``cell`` default to the batch's; pass differentiable ones for gradient forces or stress.
+        ``forces=False`` skips the direct-force branch (a third of the work) when only energies are needed."""
+        forces = forces and self.cfg.direct_forces
         geo = self.geometry(g, g.pos if pos is None else pos, g.cell if cell is None else cell)
         bases = self.bases(h, geo, g)
         m = bases["m"]
         idx_t = g.main.index[1]
-        x_e, x_f = self.out_blocks[0](h, m, bases["output"], idx_t)
+        x_e, x_f = self.out_blocks[0](h, m, bases["output"], idx_t, forces)
         xs_e, xs_f = [x_e], [x_f]
         for block, out_block in zip(self.int_blocks, self.out_blocks[1:]):
             h, m = block(h, m, bases, g)
-            x_e, x_f = out_block(h, m, bases["output"], idx_t)
+            x_e, x_f = out_block(h, m, bases["output"], idx_t, forces)
             xs_e.append(x_e)
             xs_f.append(x_f)
         out = {
@@ -78,6 +81,6 @@ class GemNetOCBackbone(nn.Module):
             "distance": geo["main"][0],
             "unit_vector": geo["main"][1],
         }
-        if self.cfg.direct_forces:
+        if forces:
             out["force_features"] = self.out_mlp_F(torch.cat(xs_f, dim=-1))
         return out

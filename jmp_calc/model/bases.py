@@ -66,11 +66,12 @@ def legendre_outer_basis(cos_cab: torch.Tensor, angle_cabd: torch.Tensor, num_sp
     return (a[:, :, None] * b[:, None, :]).reshape(cos_cab.shape[0], num_spherical * num_spherical)
 
 
-def scatter_padded(values: torch.Tensor, outer: torch.Tensor, inner: torch.Tensor, size: int, kmax: int) -> torch.Tensor:
-    """Place ``values[i]`` at ``[outer[i], inner[i]]`` of a zero tensor (size, kmax, *values.shape[1:])."""
-    out = values.new_zeros((size, kmax) + tuple(values.shape[1:]))
-    out[outer, inner] = values
-    return out
+def gather_padded(values: torch.Tensor, pad: torch.Tensor) -> torch.Tensor:
+    """``values`` (M, ...) gathered into a zero-padded (rows, kmax, ...) tensor by a slot table ``pad`` whose
+    sentinel M selects an appended zero row: one gather, no zero fill + scatter."""
+    zero = values.new_zeros((1,) + tuple(values.shape[1:]))
+    flat = torch.index_select(torch.cat([values, zero]), 0, pad.reshape(-1))  # faster than 2-D fancy indexing
+    return flat.reshape(tuple(pad.shape) + tuple(values.shape[1:]))
 
 
 class BasisEmbedding(nn.Module):
@@ -137,7 +138,7 @@ class Bases(nn.Module):
         rw = self.mlp_cbf_tint.radial(rbf_main)
         e2e = {
             "rad": self.mlp_rbf_tint(rbf_main),
-            "cir": (rw, _padded_sph(legendre_basis(cos_cab, ns), t.out, t.out_agg, rbf_main.shape[0], t.kmax)),
+            "cir": (rw, _padded_sph(legendre_basis(cos_cab, ns), t.pad)),
         }
 
         # --- quadruplets d->b->a<-c
@@ -154,12 +155,14 @@ class Bases(nn.Module):
         rbf_q = self.rbf(d_q)
         cir_q = self.mlp_cbf_qint.radial(rbf_q)[q.tin_out]  # (T_in, emb_cbf, ns)
         cir_q = (cir_q @ legendre_basis(cos_abd, ns)[:, :, None]).squeeze(-1)
-        sph_q = legendre_outer_basis(cos_cab_q[q.trip_out_to_quad], dihedral, ns)
+        # The spherical basis is an outer product Y(cos cab) x Y(cos dihedral): keep the two factors apart
+        # (per output triplet and per quadruplet) instead of materialising (Q, ns^2); see QuadrupletInteraction.
         qint_b = {
             "rad": self.mlp_rbf_qint(rbf_main),
             "cir": cir_q,
-            "sph": (self.mlp_sbf_qint.radial(rbf_main),
-                    _padded_sph(sph_q, q.out, q.out_agg, rbf_main.shape[0], q.kmax)),
+            "sph": (self.mlp_sbf_qint.radial(rbf_main),  # (E, emb_sbf, ns^2)
+                    _padded_sph(legendre_basis(cos_cab_q, ns), q.pad_e),  # (E, ns, K_e)
+                    _padded_sph(legendre_basis(torch.cos(dihedral), ns), q.pad_j)),  # (T_out, ns, K_j)
         }
 
         # --- atom -> edge: a2ee2a edges b->a feeding main edges c->a
@@ -168,23 +171,23 @@ class Bases(nn.Module):
         a2e_b = {
             "rad": self.mlp_rbf_aeint(rbf_a2e),
             "cir": (self.mlp_cbf_aeint.radial(rbf_main),
-                    _padded_sph(legendre_basis(cos, ns), t.out, t.out_agg, rbf_main.shape[0], t.kmax)),
+                    _padded_sph(legendre_basis(cos, ns), t.pad)),
         }
 
         # --- edge -> atom: main edges b->a feeding a2ee2a edges c->a, then summed onto atoms
         t = g.trip_e2a
         cos = _cos(v_a2e[t.out], v_main[t.inp])
         rw = self.mlp_cbf_eaint.radial(rbf_a2e)  # (E_a2e, emb, ns)
-        rw = scatter_padded(rw, a2e.index[1], a2e.inner, n_atoms, a2e.kmax)  # (N, K, emb, ns)
+        rw = gather_padded(rw, a2e.pad)  # (N, K, emb, ns)
         rw = rw.transpose(1, 2).reshape(n_atoms, rw.shape[2], rw.shape[1] * ns)  # (N, emb, K*ns)
         e2a_b = {
             "rad": self.mlp_rbf_eaint(rbf_main),
-            "cir": (rw, _padded_sph(legendre_basis(cos, ns), t.out, t.out_agg, rbf_a2e.shape[0], t.kmax)),
+            "cir": (rw, _padded_sph(legendre_basis(cos, ns), t.pad)),
         }
 
         # --- atom <-> atom
         rw = self.mlp_rbf_aint.radial(self.rbf(d_a2a))  # (E_a2a, emb)
-        rw = scatter_padded(rw, a2a.index[1], a2a.inner, n_atoms, a2a.kmax).transpose(1, 2)  # (N, emb, K)
+        rw = gather_padded(rw, a2a.pad).transpose(1, 2)  # (N, emb, K)
 
         return {
             "m": self.edge_emb(h, rbf_main, main.index),
@@ -207,7 +210,14 @@ class EdgeEmbedding(nn.Module):
         self.dense = Dense(2 * atom_features + edge_features, out_features, act=act, dropout=dropout)
 
     def forward(self, h: torch.Tensor, x: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
-        return self.dense(torch.cat([h[index[0]], h[index[1]], x], dim=-1))
+        # W [h_s, h_t, x] = (h W_s)[s] + (h W_t)[t] + x W_x: the atom parts are projected once per atom
+        # instead of once per edge (same result, a third to a half fewer flops)
+        a = h.shape[1]
+        w = self.dense.linear.weight
+        hw = h @ torch.cat([w[:, :a], w[:, a:2 * a]]).T  # (N, 2 * out)
+        out = w.shape[0]
+        y = torch.addmm(hw[index[0], :out], x, w[:, 2 * a:].T).add_(hw[index[1], out:])
+        return self.dense.dropout(self.dense.act(y))
 
 
 def _cos(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
@@ -221,6 +231,6 @@ def _angle(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     return torch.atan2(y, x)
 
 
-def _padded_sph(sph: torch.Tensor, outer: torch.Tensor, inner: torch.Tensor, size: int, kmax: int) -> torch.Tensor:
-    """(T, S) basis values -> (size, S, kmax) dense per-output-edge matrix (zeros where no triplet)."""
-    return scatter_padded(sph, outer, inner, size, kmax).transpose(1, 2)
+def _padded_sph(sph: torch.Tensor, pad: torch.Tensor) -> torch.Tensor:
+    """(T, S) basis values -> (E_out, S, kmax) dense per-output-edge matrix (zeros where no triplet)."""
+    return gather_padded(sph, pad).transpose(1, 2)

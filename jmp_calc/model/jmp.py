@@ -75,10 +75,12 @@ class JMPModel(nn.Module):
             raise ValueError(f"unknown head {name!r}; this model has heads {self.head_names}") from None
 
     def forward(self, g, heads: list[int] | None = None, pos: torch.Tensor | None = None,
-                cell: torch.Tensor | None = None, return_features: bool = False) -> dict:
+                cell: torch.Tensor | None = None, return_features: bool = False, direct_forces: bool = True) -> dict:
+        """``heads``: indices of the heads to evaluate (default all); ``direct_forces=False`` skips the force
+        branch (energies only, e.g. for conservative forces)."""
         heads = list(range(len(self.heads))) if heads is None else heads
         h = self.embedding(g.numbers)
-        out = self.backbone(h, g, pos=pos, cell=cell)
+        out = self.backbone(h, g, pos=pos, cell=cell, forces=direct_forces)
         x_e = out["energy_features"]
         n_struct = g.num_structures
         node_e = torch.cat([self.output.out_energy[i](x_e) for i in heads], dim=1)  # (N, H)

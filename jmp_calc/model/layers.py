@@ -11,18 +11,27 @@ __all__ = ["ScaledSiLU", "Dense", "ResidualLayer", "ScaleFactor", "activation", 
 
 
 class ScaledSiLU(nn.Module):
-    """``silu(x) / 0.6``: keeps unit variance for unit-variance inputs."""
+    """``silu(x) / 0.6``: keeps unit variance for unit-variance inputs.
+
+    Works in place on fresh intermediate tensors (``inplace=True``, set by :class:`Dense`) when no gradient is
+    being recorded; the scaling is always in place on silu's own output (silu's backward keeps its input).
+    """
+
+    def __init__(self, inplace: bool = False):
+        super().__init__()
+        self.inplace = inplace
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return torch.nn.functional.silu(x) * (1.0 / 0.6)
+        inplace = self.inplace and not torch.is_grad_enabled()
+        return torch.nn.functional.silu(x, inplace=inplace).mul_(1.0 / 0.6)
 
 
-def activation(name: str | None) -> nn.Module:
+def activation(name: str | None, inplace: bool = False) -> nn.Module:
     if name is None:
         return nn.Identity()
     name = name.lower()
     if name in ("scaled_silu", "scaled_swish"):
-        return ScaledSiLU()
+        return ScaledSiLU(inplace=inplace)
     if name in ("silu", "swish"):
         return nn.SiLU()
     raise ValueError(f"unknown activation {name!r}")
@@ -54,7 +63,7 @@ class Dense(nn.Module):
         he_orthogonal_(self.linear.weight)
         if bias:
             nn.init.zeros_(self.linear.bias)
-        self.act = activation(act)
+        self.act = activation(act, inplace=True)  # acts on the fresh output of self.linear
         self.dropout = nn.Dropout(dropout) if dropout else nn.Identity()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -69,7 +78,8 @@ class ResidualLayer(nn.Module):
         self.dense_mlp = nn.Sequential(*[Dense(units, units, act=act, dropout=dropout) for _ in range(n_layers)])
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return (x + self.dense_mlp(x)) * (1.0 / math.sqrt(2.0))
+        # dense_mlp's output is a fresh tensor nothing else holds: update it in place
+        return self.dense_mlp(x).add_(x).mul_(1.0 / math.sqrt(2.0))
 
 
 class ScaleFactor(nn.Module):
@@ -83,9 +93,11 @@ class ScaleFactor(nn.Module):
         self.register_buffer("scale_factor", torch.tensor(0.0))
         self._stats: list[float] | None = None
 
-    def forward(self, x: torch.Tensor, ref: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, ref=None) -> torch.Tensor:
+        """``ref``: the input whose variance the output should keep (only used while fitting); may be a
+        zero-argument callable so that it is only materialised then."""
         if self._stats is not None:
-            self._observe(x, ref)
+            self._observe(x, ref() if callable(ref) else ref)
         s = self.scale_factor
         # branch-free on purpose: no host sync on GPU
         return x * torch.where(s == 0, torch.ones_like(s), s).to(x.dtype)

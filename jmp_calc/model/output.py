@@ -54,7 +54,7 @@ class OutputBlock(AtomUpdateBlock):
             self.seq_forces = _mlp(emb_edge, emb_edge, n_hidden, act, dropout)
             self.dense_rbf_F = Dense(emb_rbf, emb_edge, dropout=dropout)
 
-    def forward(self, h, m, rad, idx_t):
+    def forward(self, h, m, rad, idx_t, forces: bool = True):
         x = m * self.dense_rbf(rad)
         x_e = x.new_zeros((h.shape[0], x.shape[1])).index_add_(0, idx_t, x)
         if self.training and self.edge_dropout:
@@ -67,7 +67,7 @@ class OutputBlock(AtomUpdateBlock):
             x_e = (x_e + h) * (1.0 / math.sqrt(2.0))
             for layer in self.seq_energy2:
                 x_e = layer(x_e)
-        if not self.direct_forces:
+        if not (self.direct_forces and forces):
             return x_e, None
         x_f = m
         for layer in self.seq_forces:
