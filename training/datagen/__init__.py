@@ -1,0 +1,1 @@
+"""Dataset generators for the mini-JMP experiments (EMT, xTB, ...), seeded and resumable."""
