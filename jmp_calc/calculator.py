@@ -14,7 +14,8 @@ __all__ = ["JMPCalculator"]
 class JMPCalculator(Calculator):
     """ASE calculator for GemNet-OC / JMP models.
 
-    ``model``: a model directory, a ``model.safetensors`` file, an original JMP checkpoint (``jmp-s.pt``), or a
+    ``model``: ``None`` (the model shipped inside the package, offline), the name of a shipped model, a model
+    directory, a ``model.safetensors`` file, an original JMP checkpoint (``jmp-s.pt``), or a
     :class:`~jmp_calc.model.JMPModel`. Keyword options: ``head`` (name or index; default: the model's default
     head), ``forces`` (``"auto"``, ``"direct"``, ``"conservative"``), ``dtype`` (``"float32"``/``"float64"``),
     ``device`` (``"auto"`` = CUDA when present), ``ema`` (EMA weights of Lightning checkpoints), ``cutoff`` and
@@ -24,7 +25,7 @@ class JMPCalculator(Calculator):
     periodicity from ``atoms.pbc`` (molecular pre-training heads always use open boundaries, as in JMP).
     """
 
-    def __init__(self, model, *, head: str | int | None = None, forces: str = "auto", dtype: str = "float32",
+    def __init__(self, model=None, *, head: str | int | None = None, forces: str = "auto", dtype: str = "float32",
                  device: str = "auto", ema: bool = True, cutoff: float | None = None,
                  max_neighbors: int | None = None, **kwargs):
         super().__init__(**kwargs)

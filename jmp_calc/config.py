@@ -146,6 +146,12 @@ class GraphConfig:
     cutoff: float = 12.0  #: Angstrom, used by all four graphs
     max_neighbors: int = 30  #: nearest neighbours kept per target atom in the main graph
     pbc: bool | None = None  #: None = take periodicity from the structure (``atoms.pbc``)
+    #: explicit caps of the other graphs (None = JMP's proportions of max_neighbors). Useful to put every cap on a
+    #: closed neighbour shell of the crystals of interest: a cap inside a shell of equidistant neighbours makes the
+    #: selection, and so forces, jump under tiny displacements (finite-difference phonons!).
+    max_neighbors_a2ee2a: int | None = None
+    max_neighbors_qint: int | None = None
+    max_neighbors_a2a: int | None = None
 
     def __post_init__(self):
         if not self.cutoff > 0:
@@ -154,11 +160,18 @@ class GraphConfig:
             raise ConfigError(f"GraphConfig.max_neighbors must be >= 1, got {self.max_neighbors!r}")
         self.cutoff = float(self.cutoff)
         self.max_neighbors = int(self.max_neighbors)
+        for name in ("max_neighbors_a2ee2a", "max_neighbors_qint", "max_neighbors_a2a"):
+            v = getattr(self, name)
+            if v is not None and int(v) < 1:
+                raise ConfigError(f"GraphConfig.{name} must be >= 1 or None, got {v!r}")
 
     @property
     def caps(self) -> dict[str, int]:
         n = self.max_neighbors
-        return {"main": n, "a2ee2a": int(n * 20 / 30), "qint": int(n * 8 / 30), "a2a": int(n * 1000 / 30)}
+        return {"main": n,
+                "a2ee2a": self.max_neighbors_a2ee2a or int(n * 20 / 30),
+                "qint": self.max_neighbors_qint or int(n * 8 / 30),
+                "a2a": self.max_neighbors_a2a or int(n * 1000 / 30)}
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

@@ -133,7 +133,10 @@ def main(argv=None):
     ap.add_argument("--epochs", type=int, default=1000)
     ap.add_argument("--batch-size", type=int, default=8)
     ap.add_argument("--lr", type=float, default=2e-3)
-    ap.add_argument("--cutoff", type=float, default=6.0)
+    ap.add_argument("--cutoff", type=float, default=5.0)
+    ap.add_argument("--max-neighbors", type=int, default=18, help="main graph cap (fcc: 12 + 6 = two shells)")
+    ap.add_argument("--max-neighbors-a2ee2a", type=int, default=18)
+    ap.add_argument("--max-neighbors-qint", type=int, default=12, help="fcc: the first shell")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--description", default="EMT (ASE) energies, forces and stress of metal slabs with H/C/N/O "
@@ -147,7 +150,9 @@ def main(argv=None):
     energy_std = float(max(np.sqrt(np.mean(resid**2)), 1e-3))
     cfg: GemNetOCConfig = tiny(absolute_rbf_cutoff=args.cutoff, direct_forces=False)
     head = HeadConfig(name="energy", energy_std=energy_std, direct_forces=False, atom_refs=refs,
-                      graph=GraphConfig(cutoff=args.cutoff, max_neighbors=30, pbc=None))
+                      graph=GraphConfig(cutoff=args.cutoff, max_neighbors=args.max_neighbors, pbc=None,
+                                        max_neighbors_a2ee2a=args.max_neighbors_a2ee2a,
+                                        max_neighbors_qint=args.max_neighbors_qint))
     model = JMPModel(cfg, [head])
     refs_table = torch.zeros(cfg.num_elements + 1)
     for z, v in refs.items():
