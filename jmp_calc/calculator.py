@@ -8,7 +8,14 @@ from ase.calculators.calculator import Calculator, PropertyNotImplementedError, 
 
 from .potential import Potential
 
-__all__ = ["JMPCalculator"]
+__all__ = ["JMPCalculator", "list_models"]
+
+
+def list_models(print_table: bool = True):
+    """Models available by name (see :mod:`jmp_calc.io.registry`)."""
+    from .io.registry import list_models as _list
+
+    return _list(print_table)
 
 
 class JMPCalculator(Calculator):
@@ -35,6 +42,15 @@ class JMPCalculator(Calculator):
         license_ = (getattr(net, "source", None) or {}).get("license")
         if license_ and "NC" in str(license_):
             warnings.warn(f"model licence: {license_}", UserWarning, stacklevel=2)
+        is_pretraining = (getattr(net, "source", None) or {}).get("format") == "jmp-lightning"
+        if is_pretraining:
+            if head is None:
+                raise ValueError(f"this is a JMP pre-training checkpoint: choose one of its heads {net.head_names} "
+                                 "with head=... (they predict in their datasets' conventions; they are not "
+                                 "fitted potentials for your system)")
+            warnings.warn(f"using the pre-training head {head!r} zero-shot: energies follow {head}'s reference "
+                          "convention (e.g. OC20 adsorption energies), not total energies", UserWarning,
+                          stacklevel=2)
         self.potential = Potential(net, head=head, forces=forces, dtype=dtype, device=device, cutoff=cutoff,
                                    max_neighbors=max_neighbors)
         self.implemented_properties = self.potential.implemented_properties
@@ -42,6 +58,13 @@ class JMPCalculator(Calculator):
     @property
     def model(self):
         return self.potential.model
+
+    def predict_many(self, atoms_list, batch_size: int | None = None, **kwargs) -> list[dict]:
+        """Energy/forces (and stress for conservative models) of many structures, batched; see
+        :meth:`jmp_calc.potential.Potential.predict_many`. Returns one dict of numpy arrays per structure."""
+        props = ("energy", "forces", "stress") if "stress" in self.implemented_properties and all(
+            getattr(a, "pbc", [False])[0] and all(a.pbc) for a in atoms_list) else ("energy", "forces")
+        return self.potential.predict_many(atoms_list, batch_size=batch_size, properties=props, **kwargs)
 
     def calculate(self, atoms=None, properties=("energy",), system_changes=all_changes):
         super().calculate(atoms, properties, system_changes)

@@ -170,6 +170,44 @@ class Potential:
                 result["forces"] = out["forces"][:, :, 0].detach() * self.head.force_std
         return self._split(g, result)
 
+    def predict_many(self, structures, *, batch_size: int | None = None, max_atoms: int | None = None,
+                     max_edges: int | None = None, properties=("energy", "forces"), progress: bool | None = None
+                     ) -> list[dict]:
+        """Predictions for many structures of mixed sizes, one model call per batch.
+
+        Batches are consecutive structures bounded by ``batch_size`` structures, ``max_atoms`` atoms and
+        ``max_edges`` main-graph edges (defaults: 4,000 atoms / 120,000 edges on CPU, 10x that on GPU), so memory
+        stays bounded however long the list; graphs are built batch by batch. A progress bar is shown for long
+        lists (``progress=None``: more than 200 structures).
+        """
+        structures = list(structures)
+        gpu = self.device.type == "cuda"
+        max_atoms = max_atoms or (40_000 if gpu else 4_000)
+        max_edges = max_edges or (1_200_000 if gpu else 120_000)
+        batch_size = batch_size or len(structures) or 1
+        show = progress if progress is not None else len(structures) > 200
+        from tqdm import tqdm
+
+        bar = tqdm(total=len(structures), desc="predict_many", unit="struct", disable=not show)
+        results: list[dict] = []
+        i = 0
+        while i < len(structures):
+            chunk, graphs, n_atoms, n_edges = [], [], 0, 0
+            while i < len(structures) and len(chunk) < batch_size:
+                s = as_structure(structures[i])
+                (g,) = self.build_graphs([s])
+                if chunk and (n_atoms + g.n_atoms > max_atoms or n_edges + len(g.main) > max_edges):
+                    break
+                chunk.append(s)
+                graphs.append(g)
+                n_atoms += g.n_atoms
+                n_edges += len(g.main)
+                i += 1
+            results += self.predict(chunk, properties=properties, graphs=graphs)
+            bar.update(len(chunk))
+        bar.close()
+        return results
+
     def _split(self, g: GraphBatch, result: dict) -> list[dict]:
         counts = g.natoms.tolist()
         per_atom = {k: torch.split(v.cpu().double(), counts) for k, v in result.items() if k in ("forces", "energies")}

@@ -164,9 +164,9 @@ def test_graph_overrides_and_errors():
     with pytest.raises(ValueError, match="unknown head 'oc21'"):
         JMPCalculator(SMALL_CKPT, head="oc21")
     with pytest.raises(InputError, match="forces must be"):
-        JMPCalculator(SMALL_CKPT, forces="sometimes")
+        JMPCalculator(SMALL_CKPT, head="oc20", forces="sometimes")
     with pytest.raises(InputError, match="dtype"):
-        JMPCalculator(SMALL_CKPT, dtype="float16")
+        JMPCalculator(SMALL_CKPT, head="oc20", dtype="float16")
     bad = Atoms("H2", positions=[[0, 0, 0], [np.nan, 0, 0]])
     bad.calc = base
     with pytest.raises(InputError, match="NaN"):
@@ -175,6 +175,13 @@ def test_graph_overrides_and_errors():
     empty.calc = base
     with pytest.raises(InputError, match="no atoms"):
         empty.get_potential_energy()
+
+
+def test_pretraining_checkpoint_needs_explicit_head():
+    with pytest.raises(ValueError, match="choose one of its heads"):
+        JMPCalculator(SMALL_CKPT)
+    with pytest.warns(UserWarning, match="zero-shot"):
+        JMPCalculator(SMALL_CKPT, head="oc20")
 
 
 def test_no_recomputation_for_unchanged_atoms(monkeypatch):

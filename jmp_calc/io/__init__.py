@@ -4,11 +4,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from .hub import ModelNotAvailableError, fetch
 from .jmp_checkpoint import JMP_LICENSE, load_jmp_checkpoint
+from .registry import REGISTRY, ModelEntry, list_models
 from .model_dir import load_model_dir, save_model
 from .safe_load import CheckpointError, UnsafeCheckpointError
 
-__all__ = ["load_model", "embedded_models", "DEFAULT_MODEL", "load_jmp_checkpoint", "load_model_dir", "save_model", "CheckpointError",
+__all__ = ["load_model", "embedded_models", "DEFAULT_MODEL", "REGISTRY", "ModelEntry", "list_models",
+           "ModelNotAvailableError", "load_jmp_checkpoint", "load_model_dir", "save_model", "CheckpointError",
            "UnsafeCheckpointError", "JMP_LICENSE"]
 
 
@@ -35,6 +38,15 @@ def load_model(name_or_path=None, *, ema: bool = True):
         name_or_path = DEFAULT_MODEL
     if isinstance(name_or_path, str) and (EMBEDDED_DIR / name_or_path / "config.json").is_file():
         return load_model_dir(EMBEDDED_DIR / name_or_path)
+    if isinstance(name_or_path, str) and name_or_path in REGISTRY:
+        entry = REGISTRY[name_or_path]
+        if entry.source == "embedded":
+            raise CheckpointError(f"the embedded model {entry.name!r} is missing from this installation "
+                                  f"({EMBEDDED_DIR}); reinstall jmp-calc")
+        local = fetch(entry)
+        model = load_jmp_checkpoint(local, ema=ema) if entry.kind == "jmp-lightning" else load_model_dir(local.parent)
+        model.registry_entry = entry
+        return model
     path = Path(name_or_path)
     if path.is_dir():
         return load_model_dir(path)

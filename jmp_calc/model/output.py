@@ -28,9 +28,13 @@ class AtomUpdateBlock(nn.Module):
         self.scale_sum = ScaleFactor()
         self.layers = _mlp(emb_edge, emb_atom, n_hidden, act, dropout)
 
-    def aggregate(self, m: torch.Tensor, rad: torch.Tensor, idx_t: torch.Tensor, n_atoms: int) -> torch.Tensor:
+    def aggregate(self, m: torch.Tensor, rad: torch.Tensor, idx_t: torch.Tensor, n_atoms: int,
+                  keep_prob: float = 1.0) -> torch.Tensor:
+        """Sum of ``m * W rad`` over the edges ending at each atom, divided by ``keep_prob`` (edge dropout)."""
         x = m * self.dense_rbf(rad)
         out = x.new_zeros((n_atoms, x.shape[1])).index_add_(0, idx_t, x)
+        if keep_prob != 1.0:
+            out = out / keep_prob
         return self.scale_sum(out, ref=m)
 
     def forward(self, h, m, rad, idx_t):
@@ -55,12 +59,9 @@ class OutputBlock(AtomUpdateBlock):
             self.dense_rbf_F = Dense(emb_rbf, emb_edge, dropout=dropout)
 
     def forward(self, h, m, rad, idx_t, forces: bool = True):
-        x = m * self.dense_rbf(rad)
-        x_e = x.new_zeros((h.shape[0], x.shape[1])).index_add_(0, idx_t, x)
-        if self.training and self.edge_dropout:
-            # edges were dropped from the a2a graph: boost the sum to keep its expectation
-            x_e = x_e / (1.0 - self.edge_dropout)
-        x_e = self.scale_sum(x_e, ref=m)
+        # edges were dropped from the a2a graph while training: boost the sum to keep its expectation
+        keep = 1.0 - self.edge_dropout if self.training and self.edge_dropout else 1.0
+        x_e = self.aggregate(m, rad, idx_t, h.shape[0], keep)
         for layer in self.layers:
             x_e = layer(x_e)
         if self.seq_energy2 is not None:

@@ -1,0 +1,77 @@
+"""Models by name: an explicit table from a name to where the files are and how to check them.
+
+``embedded`` models ship inside the package (offline); ``hub`` models are downloaded once with huggingface_hub at a
+pinned revision and verified by sha256 before they are loaded. Entries whose files are not published yet say so
+(``published=False``) and loading them explains where to get the weights instead.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+__all__ = ["ModelEntry", "REGISTRY", "list_models", "get_entry", "UnknownModelError"]
+
+
+class UnknownModelError(ValueError):
+    """No model of that name in the registry."""
+
+
+@dataclass(frozen=True)
+class ModelEntry:
+    name: str
+    description: str
+    license: str
+    default_head: str | None
+    source: str  #: "embedded" or "hub"
+    kind: str = "jmp_calc"  #: "jmp_calc" (model.safetensors + config.json) or "jmp-lightning" (original .pt)
+    repo_id: str | None = None
+    revision: str | None = None  #: a commit hash: pinned, never a moving branch
+    files: tuple[tuple[str, str], ...] = field(default_factory=tuple)  #: (filename, sha256) pairs
+    zero_shot: bool = False  #: pre-training heads, not fitted potentials: needs an explicit head= and warns
+    published: bool = True
+    where: str = ""  #: where to get the weights by hand when they are not on the Hub
+
+    @property
+    def main_file(self) -> str | None:
+        return self.files[0][0] if self.files else None
+
+
+_JMP_NOTE = ("Original release: https://jmp-iclr-datasets.s3.amazonaws.com/{f} (CC-BY-NC 4.0). Download it and pass "
+             "the path: JMPCalculator('/path/to/{f}', head='oc20').")
+
+REGISTRY: dict[str, ModelEntry] = {
+    "jmp-mini-emt": ModelEntry(
+        name="jmp-mini-emt", source="embedded", license="MIT", default_head="energy",
+        description="small GemNet-OC trained on EMT metal slabs + adsorbates and bulk metals (offline default)"),
+    "jmp-s": ModelEntry(
+        name="jmp-s", source="hub", kind="jmp-lightning", license="CC-BY-NC 4.0", default_head=None,
+        description="released JMP-S backbone (44 M) with its 4 pre-training heads: oc20, oc22, ani1x, transition1x",
+        repo_id="jmp-calc/jmp-s", files=(("jmp-s.pt", ""),), zero_shot=True, published=False,
+        where=_JMP_NOTE.format(f="jmp-s.pt")),
+    "jmp-l": ModelEntry(
+        name="jmp-l", source="hub", kind="jmp-lightning", license="CC-BY-NC 4.0", default_head=None,
+        description="released JMP-L backbone (234 M) with its 4 pre-training heads: oc20, oc22, ani1x, transition1x",
+        repo_id="jmp-calc/jmp-l", files=(("jmp-l.pt", ""),), zero_shot=True, published=False,
+        where=_JMP_NOTE.format(f="jmp-l.pt")),
+}
+
+
+def get_entry(name: str) -> ModelEntry:
+    try:
+        return REGISTRY[name]
+    except KeyError:
+        raise UnknownModelError(f"unknown model {name!r}; known models: {', '.join(sorted(REGISTRY))} "
+                                "(or pass a path to a model directory or checkpoint)") from None
+
+
+def list_models(print_table: bool = True) -> list[dict]:
+    """The registry as a list of dicts; prints a table unless ``print_table=False``."""
+    rows = [{"name": e.name, "source": e.source if e.published else f"{e.source} (not published yet)",
+             "license": e.license, "default_head": e.default_head or "(choose: head=...)",
+             "description": e.description} for e in REGISTRY.values()]
+    if print_table:
+        widths = {k: max(len(k), *(len(str(r[k])) for r in rows)) for k in rows[0]}
+        print("  ".join(k.ljust(widths[k]) for k in widths))
+        for r in rows:
+            print("  ".join(str(r[k]).ljust(widths[k]) for k in widths))
+    return rows

@@ -1,0 +1,85 @@
+"""Models by name: registry, Hugging Face cache (hand-built, offline: no test touches the network), sha256."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+
+import pytest
+
+from conftest import SMALL_CKPT
+
+from jmp_calc.io import REGISTRY, CheckpointError, ModelEntry, ModelNotAvailableError, load_model, save_model
+from jmp_calc.io.hub import sha256sum
+
+REV = "0123456789abcdef0123456789abcdef01234567"
+
+
+def _hub_cache(tmp_path, files):
+    cache = tmp_path / "hub"
+    repo = cache / "models--jmp-calc--test-model"
+    snap = repo / "snapshots" / REV
+    snap.mkdir(parents=True)
+    for f in files:
+        shutil.copy(f, snap / f.name)
+    (repo / "refs").mkdir()
+    (repo / "refs" / "main").write_text(REV)
+    return cache
+
+
+@pytest.fixture
+def offline_model(tmp_path, monkeypatch):
+    model_dir = save_model(load_model(SMALL_CKPT, ema=False), tmp_path / "model")
+    files = [model_dir / "model.safetensors", model_dir / "config.json"]
+    cache = _hub_cache(tmp_path, files)
+    entry = ModelEntry(name="test-model", description="test", license="MIT", default_head="oc20", source="hub",
+                       repo_id="jmp-calc/test-model", revision=REV,
+                       files=tuple((f.name, sha256sum(f)) for f in files))
+    monkeypatch.setitem(REGISTRY, "test-model", entry)
+    monkeypatch.setenv("HF_HUB_CACHE", str(cache))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    return entry, model_dir
+
+
+def test_load_by_name_from_offline_cache(offline_model):
+    entry, model_dir = offline_model
+    model = load_model("test-model")
+    ref = load_model(model_dir)
+    assert all((a == b).all() for a, b in zip(model.state_dict().values(), ref.state_dict().values()))
+    assert model.registry_entry.name == "test-model"
+
+
+def test_sha256_mismatch_is_refused(offline_model, monkeypatch):
+    entry, _ = offline_model
+    bad = ModelEntry(**{**entry.__dict__, "files": ((entry.files[0][0], "0" * 64), entry.files[1])})
+    monkeypatch.setitem(REGISTRY, "test-model", bad)
+    with pytest.raises(CheckpointError, match="sha256 mismatch"):
+        load_model("test-model")
+
+
+def test_offline_and_not_cached(tmp_path, monkeypatch):
+    entry = ModelEntry(name="absent", description="", license="MIT", default_head=None, source="hub",
+                       repo_id="jmp-calc/absent", revision=REV, files=(("model.safetensors", ""),))
+    monkeypatch.setitem(REGISTRY, "absent", entry)
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "empty"))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    with pytest.raises(ModelNotAvailableError, match="python -m jmp_calc.download absent"):
+        load_model("absent")
+
+
+def test_unpublished_and_unknown_names():
+    with pytest.raises(ModelNotAvailableError, match="s3.amazonaws.com/jmp-s.pt"):
+        load_model("jmp-s")
+    with pytest.raises(CheckpointError, match="no model at"):
+        load_model("no-such-model")
+
+
+def test_list_models_and_download_cli(capsys):
+    from jmp_calc import list_models
+
+    rows = list_models()
+    assert {"jmp-mini-emt", "jmp-s", "jmp-l"} <= {r["name"] for r in rows}
+    assert "CC-BY-NC" in capsys.readouterr().out
+    r = subprocess.run([sys.executable, "-m", "jmp_calc.download", "jmp-s"], capture_output=True, text=True)
+    assert r.returncode == 1 and "not published" in r.stderr

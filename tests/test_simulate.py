@@ -1,0 +1,94 @@
+"""Batched predictions and lock-step relaxations equal one-by-one calls; phonons run on batched forces."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from ase.build import add_adsorbate, bulk, fcc100, fcc111, molecule
+from ase.optimize import FIRE
+
+from jmp_calc import JMPCalculator
+from jmp_calc.simulate import phonons, relax_many
+
+
+@pytest.fixture(scope="module")
+def calc():
+    return JMPCalculator(dtype="float64")  # the embedded model: conservative forces and stress
+
+
+def _structures():
+    out = []
+    for i, (metal, builder, ads) in enumerate([("Cu", fcc111, "O"), ("Pt", fcc100, "H"), ("Ag", fcc111, "N")]):
+        slab = builder(metal, size=(2, 2, 3), vacuum=6.0)
+        add_adsorbate(slab, ads, 1.7, "ontop")
+        slab.rattle(0.05, seed=i)
+        out.append(slab)
+    cu = bulk("Cu", "fcc", a=3.7, cubic=True)
+    cu.rattle(0.05, seed=7)
+    out.append(cu)
+    return out
+
+
+def test_predict_many_equals_single_calls(calc):
+    structs = _structures() + [molecule("H2O")] * 0
+    many = calc.predict_many(structs, batch_size=3)
+    for atoms, res in zip(structs, many):
+        atoms.calc = calc
+        assert res["energy"] == pytest.approx(atoms.get_potential_energy(), rel=1e-10, abs=1e-10)
+        np.testing.assert_allclose(res["forces"], atoms.get_forces(), atol=1e-9)
+    # tiny atom budget forces one structure per batch: same numbers
+    again = calc.potential.predict_many(structs, max_atoms=1)
+    for a, b in zip(many, again):
+        assert a["energy"] == pytest.approx(b["energy"], rel=1e-10)
+
+
+def test_relax_many_equals_one_by_one(calc):
+    structs = _structures()[:3]
+    batched = [s.copy() for s in structs]
+    info = relax_many(batched, calc, fmax=0.05, optimizer="FIRE", steps=60)
+    for s, b, inf in zip(structs, batched, info):
+        ref = s.copy()
+        ref.calc = calc
+        opt = FIRE(ref, logfile=None)
+        opt.run(fmax=0.05, steps=60)
+        assert inf["steps"] == opt.nsteps
+        np.testing.assert_allclose(b.positions, ref.positions, atol=1e-7)
+
+
+def test_relax_many_cell(calc):
+    cu = bulk("Cu", "fcc", a=3.8, cubic=True)
+    (info,) = relax_many([cu], calc, fmax=0.02, cell=True, steps=200)
+    assert info["converged"]
+    assert np.abs(cu.get_stress()).max() < 0.02  # relaxed cell: small stress (eV/A^3)
+    assert 3.4 < cu.cell.lengths()[0] < 3.8
+
+
+def test_phonons_gamma_acoustic_modes_vanish(calc):
+    cu = bulk("Cu", "fcc", a=3.61)
+    ph = phonons(cu, calc, supercell=(3, 3, 3))
+    ph.run_qpoints([[0, 0, 0]])
+    freqs = ph.qpoints.frequencies[0]
+    assert np.abs(freqs).max() < 0.05  # THz: translations cost no energy
+
+
+def test_md_replicas_equal_single_runs_and_conserve_energy(calc):
+    from ase.md.velocitydistribution import MaxwellBoltzmannDistribution
+    from ase.md.verlet import VelocityVerlet
+    from ase import units
+
+    from jmp_calc.simulate import run_md
+
+    reps = []
+    for i in range(2):
+        a = bulk("Cu", "fcc", a=3.61, cubic=True).repeat((2, 2, 1))
+        a.rattle(0.03, seed=i)
+        MaxwellBoltzmannDistribution(a, temperature_K=300, rng=np.random.default_rng(i))
+        reps.append(a)
+    singles = [a.copy() for a in reps]
+    logs = run_md(reps, calc, steps=20, timestep_fs=1.0)
+    for a, s, log in zip(reps, singles, logs):
+        s.calc = calc
+        VelocityVerlet(s, timestep=1.0 * units.fs).run(20)
+        np.testing.assert_allclose(a.positions, s.positions, atol=1e-8)
+        drift = abs(log["total"][-1] - log["total"][0]) / len(a)
+        assert drift < 1e-3  # eV/atom over 20 fs
