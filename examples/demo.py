@@ -166,7 +166,7 @@ def main(argv=None):
     print("2. NVE molecular dynamics of bulk Cu")
     md(JMPCalculator(dtype="float64"), args.out, steps=args.md_steps)
     print("3. phonons of fcc Cu")
-    phonon_bands(calc, args.out)
+    phonon_bands(JMPCalculator(dtype="float64"), args.out)
     print(f"figures written to {args.out}/")
 
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 __version__ = "0.1.0"
 
-__all__ = ["JMPCalculator", "load_model", "list_models", "Potential", "__version__"]
+__all__ = ["JMPCalculator", "load_model", "list_models", "embed", "Potential", "__version__"]
 
 
 def __getattr__(name):  # lazy: importing jmp_calc stays cheap and never touches the network
@@ -20,6 +20,10 @@ def __getattr__(name):  # lazy: importing jmp_calc stays cheap and never touches
         from .io import load_model
 
         return load_model
+    if name == "embed":
+        from .embed import embed
+
+        return embed
     if name == "list_models":
         from .io.registry import list_models
 

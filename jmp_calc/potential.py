@@ -76,6 +76,8 @@ class Potential:
         for p in self.model.parameters():
             p.requires_grad_(False)
         self.num_elements = model.config.num_elements
+        #: elements the model saw in training (from its card); others give a warning
+        self.elements = set(card.get("elements") or [])
         refs = self.head.atom_refs or {}
         table = torch.zeros(self.num_elements + 1, dtype=torch.float64)
         for z, e in refs.items():
@@ -100,6 +102,13 @@ class Potential:
         bad = (s.numbers < 1) | (s.numbers > min(self.num_elements, 118))
         if bad.any():
             raise InputError(f"atomic numbers must be in 1..118; got {sorted(set(s.numbers[bad].tolist()))}")
+        if self.elements:
+            unseen = sorted(set(s.numbers.tolist()) - self.elements)
+            if unseen:
+                from ase.data import chemical_symbols
+
+                warnings.warn(f"elements {[chemical_symbols[z] for z in unseen]} were not in this model's training "
+                              "data: its predictions for them are not meaningful", RuntimeWarning, stacklevel=4)
         if s.pbc.any():
             vol = abs(np.linalg.det(s.cell))
             if vol < 1e-6 and s.pbc.all():

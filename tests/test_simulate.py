@@ -92,3 +92,13 @@ def test_md_replicas_equal_single_runs_and_conserve_energy(calc):
         np.testing.assert_allclose(a.positions, s.positions, atol=1e-8)
         drift = abs(log["total"][-1] - log["total"][0]) / len(a)
         assert drift < 1e-3  # eV/atom over 20 fs
+
+
+def test_embed_shapes_and_batch_independence():
+    from jmp_calc import embed
+
+    structs = _structures()
+    x = embed(structs, batch_size=2)
+    y = embed(structs, batch_size=4)
+    assert x.shape == (len(structs), 32)
+    np.testing.assert_allclose(x, y, rtol=1e-5, atol=1e-6)

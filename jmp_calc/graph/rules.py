@@ -48,8 +48,8 @@ class StructureGraphs:
     qint: Edges
     a2a: Edges
     n_atoms: int
-    truncated: bool  #: some atom had more neighbours within the cutoff than the main graph keeps
-    kth_gap: float  #: smallest gap (A) between the k-th and (k+1)-th neighbour where truncation happened
+    truncated: bool  #: some atom had more neighbours within the cutoff than a capped graph keeps
+    kth_gap: float  #: smallest gap (A) between the k-th and (k+1)-th neighbour at any cap where truncation happened
 
 
 def knn_rank(dst: np.ndarray, dist: np.ndarray, src: np.ndarray, offset: np.ndarray, n_atoms: int):
@@ -81,14 +81,16 @@ def build_structure_graphs(positions: np.ndarray, cell: np.ndarray, pbc, tags: n
     order, rank = knn_rank(dst, dist, src, off, n)
     all_edges = Edges(src[order], dst[order], off[order], dist[order])
 
+    # smallest gap between the k-th and (k+1)-th neighbour over all capped graphs: ~0 means a tie at a cap, where
+    # the selected neighbours (and so the forces) jump under an infinitesimal displacement
     truncated, gap = False, float("inf")
-    k = caps["main"]
     counts = np.bincount(all_edges.dst, minlength=n)
-    if len(all_edges) and counts.max() > k:
-        truncated = True
-        starts = np.cumsum(counts) - counts
+    starts = np.cumsum(counts) - counts
+    for k in {caps["main"], caps["a2ee2a"], caps["qint"]}:
         over = np.nonzero(counts > k)[0]
-        gap = float(np.min(all_edges.dist[starts[over] + k] - all_edges.dist[starts[over] + k - 1]))
+        if len(over):
+            truncated = True
+            gap = min(gap, float(np.min(all_edges.dist[starts[over] + k] - all_edges.dist[starts[over] + k - 1])))
 
     a2a = all_edges.select(rank < caps["a2a"])
     rank_a2a = rank[rank < caps["a2a"]]

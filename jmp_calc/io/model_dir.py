@@ -50,6 +50,11 @@ def save_model(model: JMPModel, directory: str | Path, *, card: dict | None = No
         (tmp / CONFIG).write_text(json.dumps(config, indent=2, sort_keys=False) + "\n")
         if readme is not None:
             (tmp / "README.md").write_text(readme)
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o777 & ~umask)  # mkdtemp makes 0700; a model directory is as readable as any other
+        for f in tmp.iterdir():
+            os.chmod(f, 0o666 & ~umask)
         if directory.exists():
             shutil.rmtree(directory)
         os.replace(tmp, directory)
