@@ -74,6 +74,10 @@ class GemNetOCConfig:
     qint_tags: list[int] = field(default_factory=lambda: [1, 2])  #: tags whose edges enter the quadruplet graph
     activation: str = "scaled_silu"  #: silu(x) / 0.6
     direct_forces: bool = True  #: backbone emits per-edge force features
+    #: "legendre" (JMP/GemNet-OC): Y_l(cos dihedral). The dihedral is undefined when c-a-b or a-b-d are collinear
+    #: (every centrosymmetric crystal has such triplets), and the energy jumps there. "smooth": Y_l(cos dihedral)
+    #: times (sin cab sin abd)^l, a polynomial in the cross products, continuous everywhere. Not JMP-compatible.
+    dihedral_basis: str = "legendre"
     dropout: float | None = None  #: dropout inside dense layers (training only)
     edge_dropout: float | None = None  #: probability of dropping a2a edges (training only)
 
@@ -90,6 +94,8 @@ class GemNetOCConfig:
             raise ConfigError("GemNetOCConfig.num_radial must be >= 2")
         if self.activation not in ("scaled_silu", "silu"):
             raise ConfigError(f"GemNetOCConfig.activation must be 'scaled_silu' or 'silu', got {self.activation!r}")
+        if self.dihedral_basis not in ("legendre", "smooth"):
+            raise ConfigError(f"GemNetOCConfig.dihedral_basis must be 'legendre' or 'smooth', got {self.dihedral_basis!r}")
         if self.absolute_rbf_cutoff <= 0:
             raise ConfigError("GemNetOCConfig.absolute_rbf_cutoff must be positive")
         self.qint_tags = [int(t) for t in self.qint_tags]

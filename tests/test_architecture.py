@@ -60,3 +60,39 @@ def test_config_round_trip_and_errors():
     with pytest.raises(ConfigError, match="sbf"):
         GemNetOCConfig.from_jmp_hparams(dict(jmp_s().to_dict(), sbf={"name": "spherical_harmonics"},
                                              cbf={"name": "spherical_harmonics"}))
+
+
+def test_smooth_dihedral_basis_is_continuous_at_collinear_triplets():
+    """JMP's dihedral basis jumps where c-a-b is collinear (every fcc atom has such triplets): autograd forces
+    there disagree with finite differences. The 'smooth' option makes the energy continuous and differentiable."""
+    import warnings
+
+    import numpy as np
+    from ase.build import bulk
+
+    from jmp_calc.config import GraphConfig, HeadConfig
+    from jmp_calc.model import JMPModel
+    from jmp_calc.potential import Potential
+
+    warnings.simplefilter("ignore", RuntimeWarning)
+    atoms = bulk("Cu", "fcc", a=3.61).repeat((3, 3, 3))
+    atoms.positions[0, 0] += 0.01
+    gaps = {}
+    for basis in ("legendre", "smooth"):
+        torch.manual_seed(0)
+        head = HeadConfig(name="e", direct_forces=False, graph=GraphConfig(cutoff=5.0, max_neighbors=18,
+                                                                           max_neighbors_a2ee2a=18,
+                                                                           max_neighbors_qint=12))
+        pot = Potential(JMPModel(tiny(absolute_rbf_cutoff=5.0, direct_forces=False, dihedral_basis=basis), [head]),
+                        forces="conservative", dtype="float64")
+        f = pot.predict([atoms])[0]["forces"]
+        j, k = np.unravel_index(np.abs(f).argmax(), f.shape)
+        b = atoms.copy()
+        b.positions[j, k] += 1e-5
+        ep = pot.predict([b])[0]["energy"]
+        b.positions[j, k] -= 2e-5
+        em = pot.predict([b])[0]["energy"]
+        gaps[basis] = abs(-(ep - em) / 2e-5 - f[j, k]) / max(abs(f[j, k]), 1e-3)
+    assert gaps["smooth"] < 1e-4
+    assert gaps["legendre"] > 0.1  # documents the discontinuity of the original basis
+    assert GemNetOCConfig().dihedral_basis == "legendre"

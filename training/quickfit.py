@@ -137,6 +137,8 @@ def main(argv=None):
     ap.add_argument("--max-neighbors", type=int, default=18, help="main graph cap (fcc: 12 + 6 = two shells)")
     ap.add_argument("--max-neighbors-a2ee2a", type=int, default=18)
     ap.add_argument("--max-neighbors-qint", type=int, default=12, help="fcc: the first shell")
+    ap.add_argument("--dihedral-basis", default="smooth", choices=["smooth", "legendre"],
+                    help="smooth: continuous at collinear triplets (see GemNetOCConfig.dihedral_basis)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--description", default="EMT (ASE) energies, forces and stress of metal slabs with H/C/N/O "
@@ -148,7 +150,7 @@ def main(argv=None):
     refs = fit_atom_refs(train_frames)
     resid = np.array([(e - sum(refs[int(z)] for z in at.numbers)) / len(at) for at, e, *_ in train_frames])
     energy_std = float(max(np.sqrt(np.mean(resid**2)), 1e-3))
-    cfg: GemNetOCConfig = tiny(absolute_rbf_cutoff=args.cutoff, direct_forces=False)
+    cfg: GemNetOCConfig = tiny(absolute_rbf_cutoff=args.cutoff, direct_forces=False, dihedral_basis=args.dihedral_basis)
     head = HeadConfig(name="energy", energy_std=energy_std, direct_forces=False, atom_refs=refs,
                       graph=GraphConfig(cutoff=args.cutoff, max_neighbors=args.max_neighbors, pbc=None,
                                         max_neighbors_a2ee2a=args.max_neighbors_a2ee2a,

@@ -59,6 +59,21 @@ def legendre_basis(cos: torch.Tensor, num_spherical: int) -> torch.Tensor:
     return torch.stack([n * pl for n, pl in zip(norms, p)], dim=1)
 
 
+def smooth_dihedral_basis(u: torch.Tensor, w: torch.Tensor, num_spherical: int) -> torch.Tensor:
+    """``sqrt((2l+1)/4pi) P_l(cos phi) (|u||w|)^l`` with phi the angle between ``u`` and ``w`` (Q, 3): by the
+    homogeneous Legendre recurrence Q_l = ((2l-1) s Q_{l-1} - (l-1) r^2 Q_{l-2}) / l with s = u.w,
+    r^2 = |u|^2 |w|^2, a polynomial in the components, hence smooth where u or w vanish."""
+    s = (u * w).sum(-1)
+    r2 = (u * u).sum(-1) * (w * w).sum(-1)
+    q = [torch.ones_like(s)]
+    if num_spherical > 1:
+        q.append(s)
+    for l in range(2, num_spherical):
+        q.append(((2 * l - 1) * s * q[l - 1] - (l - 1) * r2 * q[l - 2]) / l)
+    norms = [math.sqrt((2 * l + 1) / (4 * math.pi)) for l in range(num_spherical)]
+    return torch.stack([n * ql for n, ql in zip(norms, q)], dim=1)
+
+
 def legendre_outer_basis(cos_cab: torch.Tensor, angle_cabd: torch.Tensor, num_spherical: int) -> torch.Tensor:
     """Outer product of the Legendre bases of an angle and a dihedral. (Q,) x (Q,) -> (Q, num_spherical**2)."""
     a = legendre_basis(cos_cab, num_spherical)
@@ -103,6 +118,7 @@ class Bases(nn.Module):
         super().__init__()
         nr, ns = cfg.num_radial, cfg.num_spherical
         self.num_spherical = ns
+        self.smooth_dihedral = cfg.dihedral_basis == "smooth"
         self.rbf = GaussianRBF(nr, cfg.absolute_rbf_cutoff, cfg.envelope_exponent)
         self.mlp_rbf_qint = Dense(nr, cfg.emb_size_rbf)
         self.mlp_cbf_qint = BasisEmbedding(nr, cfg.emb_size_cbf, ns)
@@ -151,7 +167,10 @@ class Bases(nn.Module):
         v_ba2 = v_q[q.tout_in]
         cos_cab_q = _cos(v_ca, v_ba2)
         cross_ca = torch.cross(v_ca, v_ba2, dim=-1)[q.trip_out_to_quad]
-        dihedral = _angle(cross_ca, cross_db)
+        if self.smooth_dihedral:
+            y_dih = smooth_dihedral_basis(cross_ca, cross_db, ns)
+        else:
+            y_dih = legendre_basis(torch.cos(_angle(cross_ca, cross_db)), ns)
         rbf_q = self.rbf(d_q)
         cir_q = self.mlp_cbf_qint.radial(rbf_q)[q.tin_out]  # (T_in, emb_cbf, ns)
         cir_q = (cir_q @ legendre_basis(cos_abd, ns)[:, :, None]).squeeze(-1)
@@ -162,7 +181,7 @@ class Bases(nn.Module):
             "cir": cir_q,
             "sph": (self.mlp_sbf_qint.radial(rbf_main),  # (E, emb_sbf, ns^2)
                     _padded_sph(legendre_basis(cos_cab_q, ns), q.pad_e),  # (E, ns, K_e)
-                    _padded_sph(legendre_basis(torch.cos(dihedral), ns), q.pad_j)),  # (T_out, ns, K_j)
+                    _padded_sph(y_dih, q.pad_j)),  # (T_out, ns, K_j)
         }
 
         # --- atom -> edge: a2ee2a edges b->a feeding main edges c->a
