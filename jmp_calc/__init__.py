@@ -21,7 +21,7 @@ def __getattr__(name):  # lazy: importing jmp_calc stays cheap and never touches
 
         return load_model
     if name == "embed":
-        from .embed import embed
+        from .representations import embed
 
         return embed
     if name == "list_models":
