@@ -6,6 +6,7 @@ around it, and batched simulation helpers call :meth:`Potential.predict` directl
 
 from __future__ import annotations
 
+import contextlib
 import warnings
 
 import numpy as np
@@ -144,7 +145,7 @@ class Potential:
         g = self.batch(structures, graphs)
         want_grad = self.forces == "conservative" and ("forces" in props or "stress" in props)
         stress = "stress" in props
-        with torch.inference_mode(not want_grad), torch.enable_grad() if want_grad else _null():
+        with torch.inference_mode(not want_grad), torch.enable_grad() if want_grad else contextlib.nullcontext():
             pos_leaf, cell = g.pos, g.cell
             if want_grad:
                 pos_leaf = pos_leaf.clone().requires_grad_(True)
@@ -230,12 +231,3 @@ class Potential:
                 d["stress"] = np.array([s[0, 0], s[1, 1], s[2, 2], s[1, 2], s[0, 2], s[0, 1]])
             out.append(d)
         return out
-
-
-class _null:
-    def __enter__(self):
-        return None
-
-    def __exit__(self, *exc):
-        return False
-
