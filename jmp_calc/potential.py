@@ -7,6 +7,7 @@ around it, and batched simulation helpers call :meth:`Potential.predict` directl
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import warnings
 
 import numpy as np
@@ -69,10 +70,8 @@ class Potential:
         if forces == "direct" and not self.head.direct_forces:
             raise InputError(f"head {self.head.name!r} has no direct-force output; use forces='conservative'")
         self.forces = forces
-        g = self.head.graph
-        self.graph = GraphConfig(cutoff=cutoff if cutoff is not None else g.cutoff,
-                                 max_neighbors=max_neighbors if max_neighbors is not None else g.max_neighbors,
-                                 pbc=g.pbc)
+        overrides = {k: v for k, v in (("cutoff", cutoff), ("max_neighbors", max_neighbors)) if v is not None}
+        self.graph: GraphConfig = dataclasses.replace(self.head.graph, **overrides)  # keeps explicit caps
         self.model = model.to(device=self.device, dtype=self.dtype).eval()
         for p in self.model.parameters():
             p.requires_grad_(False)

@@ -153,6 +153,16 @@ def test_invariances_float64():
     np.testing.assert_allclose(shuffled.get_forces(), f[perm], atol=1e-9)
 
 
+def test_graph_settings_come_from_the_head():
+    """Explicit per-graph caps of a model (the embedded one uses 18/18/12) survive into the calculator."""
+    calc = JMPCalculator()
+    head = calc.model.heads[calc.potential.head_idx]
+    assert calc.potential.graph == head.graph
+    assert calc.potential.graph.caps["qint"] == head.graph.caps["qint"] == 12
+    over = JMPCalculator(cutoff=4.0)
+    assert over.potential.graph.cutoff == 4.0 and over.potential.graph.caps["qint"] == 12
+
+
 def test_graph_overrides_and_errors():
     atoms = molecule("CH3CH2OH")
     base = JMPCalculator(SMALL_CKPT, head="ani1x", dtype="float64")
