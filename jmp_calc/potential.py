@@ -18,7 +18,7 @@ from .graph.batch import GraphBatch
 from .graph.structures import as_structure, batch_structures, build_graphs
 from .model.jmp import JMPModel
 
-__all__ = ["Potential", "InputError", "resolve_device", "resolve_dtype"]
+__all__ = ["Potential", "InputError", "resolve_device", "resolve_dtype", "differentiable_geometry"]
 
 
 class InputError(ValueError):
@@ -43,6 +43,24 @@ def resolve_dtype(dtype) -> torch.dtype:
     if dtype not in table:
         raise InputError(f"dtype must be 'float32' or 'float64', got {dtype!r}")
     return table[dtype]
+
+
+def differentiable_geometry(g: GraphBatch, *, positions: bool, strain: bool):
+    """Positions (and a zero symmetric strain applied to positions and cell) to differentiate the energy by.
+
+    Returns ``(pos_leaf, eps, pos, cell)``: forces = -dE/d(pos_leaf), stress = dE/d(eps) / volume (ASE sign);
+    ``eps`` is None without ``strain``. Shared by the calculator and the trainers.
+    """
+    pos_leaf, cell = g.pos, g.cell
+    if positions:
+        pos_leaf = pos_leaf.clone().requires_grad_(True)
+    pos, eps = pos_leaf, None
+    if strain:
+        eps = torch.zeros((g.num_structures, 3, 3), dtype=pos.dtype, device=pos.device, requires_grad=True)
+        sym = 0.5 * (eps + eps.transpose(1, 2))
+        pos = pos + torch.bmm(pos.unsqueeze(1), sym[g.batch]).squeeze(1)
+        cell = cell + torch.bmm(cell, sym)
+    return pos_leaf, eps, pos, cell
 
 
 class Potential:
@@ -145,16 +163,7 @@ class Potential:
         want_grad = self.forces == "conservative" and ("forces" in props or "stress" in props)
         stress = "stress" in props
         with torch.inference_mode(not want_grad), torch.enable_grad() if want_grad else contextlib.nullcontext():
-            pos_leaf, cell = g.pos, g.cell
-            if want_grad:
-                pos_leaf = pos_leaf.clone().requires_grad_(True)
-            pos = pos_leaf
-            if stress:  # symmetric strain applied to positions and cell: stress = dE/d(strain) / volume
-                eps = torch.zeros((g.num_structures, 3, 3), dtype=self.dtype, device=self.device,
-                                  requires_grad=True)
-                sym = 0.5 * (eps + eps.transpose(1, 2))
-                pos = pos + torch.bmm(pos.unsqueeze(1), sym[g.batch]).squeeze(1)
-                cell = cell + torch.bmm(cell, sym)
+            pos_leaf, eps, pos, cell = differentiable_geometry(g, positions=want_grad, strain=stress)
             out = self.model(g, heads=[self.head_idx], pos=pos, cell=cell, return_features=True,
                              direct_forces=self.forces == "direct" and "forces" in props)
             std, mean = self.head.energy_std, self.head.energy_mean

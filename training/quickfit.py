@@ -27,6 +27,7 @@ from jmp_calc.graph.batch import collate
 from jmp_calc.graph.structures import as_structure, build_graphs
 from jmp_calc.io import save_model
 from jmp_calc.model import JMPModel
+from jmp_calc.potential import differentiable_geometry
 
 
 def read_frames(path: Path):
@@ -81,11 +82,7 @@ def _forward(model, items, refs_table, head: HeadConfig, train: bool, stress_wei
     structs = [it[0] for it in items]
     g = collate([it[1] for it in items], [s.positions for s in structs], [s.numbers for s in structs],
                 [s.cell for s in structs])
-    pos = g.pos.clone().requires_grad_(True)
-    eps = torch.zeros((g.num_structures, 3, 3), requires_grad=True)
-    sym = 0.5 * (eps + eps.transpose(1, 2))
-    p = pos + torch.bmm(pos.unsqueeze(1), sym[g.batch]).squeeze(1)
-    cell = g.cell + torch.bmm(g.cell, sym)
+    pos, eps, p, cell = differentiable_geometry(g, positions=True, strain=True)
     out = model(g, pos=p, cell=cell, direct_forces=False)
     ref = refs_table[g.numbers]
     e_ref = ref.new_zeros(g.num_structures).index_add_(0, g.batch, ref)

@@ -38,7 +38,11 @@ class EfficientBilinear(nn.Module):
         if agg2 is not None:  # second aggregation: edges -> atoms
             sph_x = gather_padded(sph_x, agg2)  # (N, K2, S, emb_in)
             sph_x = sph_x.reshape(agg2.shape[0], agg2.shape[1] * sph_x.shape[2], sph_x.shape[3])
-        y = rad @ sph_x  # (E or N, emb_interm, emb_in)
+        return self.contract(rad, sph_x)
+
+    def contract(self, rad: torch.Tensor, sph_x: torch.Tensor) -> torch.Tensor:
+        """Radial weights (R, emb_interm, S) times basis-weighted inputs (R, S, emb_in), then the bilinear map."""
+        y = rad @ sph_x  # (R, emb_interm, emb_in)
         return self.bilinear(y.reshape(y.shape[0], y.shape[1] * y.shape[2]))
 
 
@@ -104,8 +108,7 @@ class QuadrupletInteraction(nn.Module):
         ns, c = z.shape[1], z.shape[2]
         zz = gather_padded(z.reshape(z.shape[0], ns * c), quad.pad_e)  # (E, K_e, ns*C)
         sph_x = (y_cab @ zz).reshape(zz.shape[0], ns * ns, c)  # (E, ns^2, C), index l1*ns + l2
-        y = rad @ sph_x  # (E, emb_sbf, C)
-        x = self.mlp_sbf.bilinear(y.reshape(y.shape[0], y.shape[1] * y.shape[2]))
+        x = self.mlp_sbf.contract(rad, sph_x)
         x = self.scale_sbf_sum(x, ref=lambda: x_db[quad.trip_in_to_quad])
         return _symmetric_up(self.up_projection_ca, self.up_projection_ac, x, id_swap)
 
