@@ -11,20 +11,10 @@
 from __future__ import annotations
 
 import argparse
-import statistics
-import time
 
-import numpy as np
 import torch
+from _timing import median_time  # noqa: E402  (benchmarks/ is on sys.path when run as a script)
 
-
-def _median(fn, reps):
-    ts = []
-    for _ in range(reps):
-        t0 = time.perf_counter()
-        fn()
-        ts.append(time.perf_counter() - t0)
-    return statistics.median(ts)
 
 
 def main():
@@ -51,8 +41,8 @@ def main():
         for m in mols:
             calc.calculate(m, ["energy", "forces"])
 
-    t_many = _median(lambda: calc.predict_many(mols), args.reps)
-    t_single = _median(singles, args.reps)
+    t_many = median_time(lambda: calc.predict_many(mols), args.reps)
+    t_single = median_time(singles, args.reps)
     print(f"model: {calc.model.card.get('name', args.model)}, {args.threads} threads")
     print(f"64 molecules ({min(len(m) for m in mols)}-{max(len(m) for m in mols)} atoms): predict_many "
           f"{t_many * 1e3:.0f} ms, 64 single calls {t_single * 1e3:.0f} ms -> {t_single / t_many:.1f}x")
@@ -60,8 +50,8 @@ def main():
     cu = bulk("Cu", "fcc", a=3.61, cubic=True).repeat((5, 5, 10))
     cu.rattle(0.02, seed=0)
     pot = calc.potential
-    t_graph = _median(lambda: pot.batch([cu]), args.reps)
-    t_total = _median(lambda: pot.predict([cu]), args.reps)
+    t_graph = median_time(lambda: pot.batch([cu]), args.reps)
+    t_total = median_time(lambda: pot.predict([cu]), args.reps)
     print(f"{len(cu)}-atom Cu cell ({pot.graph.cutoff} A graph): graph building {t_graph * 1e3:.0f} ms of "
           f"{t_total * 1e3:.0f} ms per energy+forces call = {100 * t_graph / t_total:.0f} %")
 

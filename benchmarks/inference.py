@@ -23,7 +23,6 @@ import os
 import statistics
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
@@ -38,6 +37,7 @@ from jmp_calc.graph.structures import as_structure, build_graphs  # noqa: E402
 from jmp_calc.io import load_model  # noqa: E402
 from jmp_calc.model import build_pretraining_model  # noqa: E402
 from jmp_calc.potential import Potential  # noqa: E402
+from _timing import median_time  # noqa: E402  (benchmarks/ is on sys.path when run as a script)
 
 
 def structures():
@@ -57,14 +57,6 @@ def structures():
               task="oc20")
     return [aspirin, pt]
 
-
-def median_time(fn, reps):
-    times = []
-    for _ in range(reps):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times)
 
 
 class Ours:

@@ -8,20 +8,11 @@ Same pairs from all three (checked here); median of --reps calls. jmp_calc uses 
 from __future__ import annotations
 
 import argparse
-import statistics
-import time
 
 import numpy as np
 from ase.build import bulk, fcc111, molecule
+from _timing import median_time  # noqa: E402  (benchmarks/ is on sys.path when run as a script)
 
-
-def _time(fn, reps):
-    out = []
-    for _ in range(reps):
-        t0 = time.perf_counter()
-        fn()
-        out.append(time.perf_counter() - t0)
-    return statistics.median(out)
 
 
 def main():
@@ -49,11 +40,11 @@ def main():
         per = atoms.pbc.tolist() if atoms.pbc.any() else False
         i, j = nl.compute(atoms.positions, box, per, quantities="ij")
         n_pairs = len(i)
-        t_v = _time(lambda: nl.compute(atoms.positions, box, per, quantities="ijSd"), args.reps)
-        t_a = _time(lambda: ase_nl("ijSd", atoms, cutoff), max(1, args.reps // 2))
+        t_v = median_time(lambda: nl.compute(atoms.positions, box, per, quantities="ijSd"), args.reps)
+        t_a = median_time(lambda: ase_nl("ijSd", atoms, cutoff), max(1, args.reps // 2))
         assert len(ase_nl("i", atoms, cutoff)) == n_pairs
         if ms_nl is not None and atoms.pbc.any():
-            t_m = _time(lambda: ms_nl("ijSd", atoms, cutoff), args.reps)
+            t_m = median_time(lambda: ms_nl("ijSd", atoms, cutoff), args.reps)
             assert len(ms_nl("i", atoms, cutoff)) == n_pairs
         else:
             t_m = float("nan")  # matscipy needs a cell; molecules get one only by padding

@@ -126,7 +126,6 @@ def phonon_bands(calc, out: Path):
         for k in range(freq.shape[1]):
             ax.plot(dist, freq[:, k], style, color="C0" if name == "jmp_calc" else "k", lw=1.5,
                     label=name if k == 0 else None)
-        xpt = [d[0] for d in bands["distances"]] + [bands["distances"][-1][-1]]
         ph.run_mesh([12, 12, 12])
         fmax = freq.max()
         print(f"  {name:8s}: {len(ph.supercells_with_displacements)} displaced 64-atom supercell(s), "

@@ -159,8 +159,6 @@ def main(argv=None):
     train, valid = Data(train_frames, head, cfg.qint_tags), Data(valid_frames, head, cfg.qint_tags)
     opt = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=1e-4)
     deadline = time.time() + args.max_time * 60
-    n_batches = math.ceil(len(train.items) / args.batch_size)
-    est_epochs = args.epochs
     rng = np.random.default_rng(args.seed)
     ema = copy.deepcopy(model)
     best, best_state, rows = float("inf"), None, []

@@ -13,8 +13,6 @@ import shutil
 import tempfile
 from pathlib import Path
 
-import torch
-
 from ..config import ConfigError, GemNetOCConfig, HeadConfig
 from ..model.jmp import JMPModel
 from .safe_load import CheckpointError

@@ -139,7 +139,7 @@ class Bases(nn.Module):
         """``geo``: distances/unit vectors per graph (see backbone); ``g``: the :class:`GraphBatch`."""
         ns = self.num_spherical
         n_atoms = h.shape[0]
-        main, a2e, qint, a2a = g.main, g.a2ee2a, g.qint, g.a2a
+        main, a2e, a2a = g.main, g.a2ee2a, g.a2a
         d_main, v_main = geo["main"]
         d_a2e, v_a2e = geo["a2ee2a"]
         d_q, v_q = geo["qint"]

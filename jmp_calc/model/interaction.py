@@ -170,7 +170,6 @@ class InteractionBlock(nn.Module):
         self.residual_m = nn.ModuleList([ResidualLayer(Ed, act=act, dropout=dp) for _ in range(cfg.num_concat)])
 
     def forward(self, h: torch.Tensor, m: torch.Tensor, bases: dict, g) -> tuple[torch.Tensor, torch.Tensor]:
-        n = h.shape[0]
         id_swap = g.id_swap
         a2e = g.a2ee2a
         x = self.dense_ca(m)
