@@ -26,7 +26,8 @@ class JMPCalculator(Calculator):
     :class:`~jmp_calc.model.JMPModel`. Keyword options: ``head`` (name or index; default: the model's default
     head), ``forces`` (``"auto"``, ``"direct"``, ``"conservative"``), ``dtype`` (``"float32"``/``"float64"``),
     ``device`` (``"auto"`` = CUDA when present), ``ema`` (EMA weights of Lightning checkpoints), ``cutoff`` and
-    ``max_neighbors`` (override the head's graph settings).
+    ``max_neighbors`` (override the head's graph settings), ``deterministic`` (bit-identical repeated results,
+    also on GPU).
 
     Tags come from ``atoms.get_tags()`` (all-zero tags count as 2, as JMP treats non-catalysis data) and
     periodicity from ``atoms.pbc`` (molecular pre-training heads always use open boundaries, as in JMP).
@@ -34,7 +35,7 @@ class JMPCalculator(Calculator):
 
     def __init__(self, model=None, *, head: str | int | None = None, forces: str = "auto", dtype: str = "float32",
                  device: str = "auto", ema: bool = True, cutoff: float | None = None,
-                 max_neighbors: int | None = None, **kwargs):
+                 max_neighbors: int | None = None, deterministic: bool = False, **kwargs):
         super().__init__(**kwargs)
         from .io import load_model
 
@@ -52,7 +53,7 @@ class JMPCalculator(Calculator):
                           "convention (e.g. OC20 adsorption energies), not total energies", UserWarning,
                           stacklevel=2)
         self.potential = Potential(net, head=head, forces=forces, dtype=dtype, device=device, cutoff=cutoff,
-                                   max_neighbors=max_neighbors)
+                                   max_neighbors=max_neighbors, deterministic=deterministic)
         self.implemented_properties = self.potential.implemented_properties
 
     @property

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import os
 import warnings
 
 import numpy as np
@@ -72,8 +73,14 @@ class Potential:
     """
 
     def __init__(self, model: JMPModel, *, head: str | int | None = None, forces: str = "auto",
-                 dtype="float32", device="auto", cutoff: float | None = None, max_neighbors: int | None = None):
+                 dtype="float32", device="auto", cutoff: float | None = None, max_neighbors: int | None = None,
+                 deterministic: bool = False):
         self.device = resolve_device(device)
+        #: bit-identical repeated results: deterministic torch kernels during predictions (CUDA scatter-adds are
+        #: otherwise order-dependent; the CPU path is deterministic anyway)
+        self.deterministic = deterministic
+        if deterministic and self.device.type == "cuda":
+            os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
         self.dtype = resolve_dtype(dtype)
         card = getattr(model, "card", None) or {}
         if head is None:
@@ -160,6 +167,16 @@ class Potential:
         if "stress" in props and self.forces != "conservative":
             raise InputError("stress needs conservative forces: create the calculator with forces='conservative'")
         g = self.batch(structures, graphs)
+        if self.deterministic:
+            previous = torch.are_deterministic_algorithms_enabled()
+            torch.use_deterministic_algorithms(True)
+            try:
+                return self._predict(g, props)
+            finally:
+                torch.use_deterministic_algorithms(previous)
+        return self._predict(g, props)
+
+    def _predict(self, g: GraphBatch, props: set) -> list[dict]:
         want_grad = self.forces == "conservative" and ("forces" in props or "stress" in props)
         stress = "stress" in props
         with torch.inference_mode(not want_grad), torch.enable_grad() if want_grad else contextlib.nullcontext():

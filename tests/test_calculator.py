@@ -208,3 +208,21 @@ def test_no_recomputation_for_unchanged_atoms(monkeypatch):
     atoms.positions[0, 0] += 0.1
     atoms.get_forces()
     assert len(calls) == 2
+
+
+def test_deterministic_repeated_results():
+    from ase.build import bulk
+
+    atoms = bulk("Cu", "fcc", a=3.6, cubic=True).repeat((2, 1, 1))
+    atoms.rattle(0.05, seed=2)
+    calc = JMPCalculator(deterministic=True)
+    props = ("energy", "forces", "stress")
+    for batch in ([atoms], [atoms, atoms.copy()]):
+        first = calc.potential.predict(batch, properties=props)
+        again = calc.potential.predict(batch, properties=props)
+        for r1, r2 in zip(first, again):
+            assert r1["energy"] == r2["energy"]
+            assert np.array_equal(r1["forces"], r2["forces"]) and np.array_equal(r1["stress"], r2["stress"])
+    import torch
+
+    assert not torch.are_deterministic_algorithms_enabled()  # global torch state restored
