@@ -64,7 +64,6 @@ class GraphBatch:
     trip_a2e: Triplets
     trip_e2a: Triplets
     quad: Quadruplets
-    truncated: list[bool]
 
     @property
     def num_structures(self) -> int:
@@ -126,6 +125,5 @@ def collate(structures: list[StructureGraphs], positions: list[np.ndarray], numb
         trip_a2e=_to_torch(triplets(a_s, a_d, a_o, ms, md, mo, n_total)),
         trip_e2a=_to_torch(triplets(ms, md, mo, a_s, a_d, a_o, n_total)),
         quad=_to_torch(q),
-        truncated=[s.truncated for s in structures],
     )
     return batch.to(device) if device is not None else batch

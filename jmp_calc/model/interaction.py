@@ -27,7 +27,6 @@ class EfficientBilinear(nn.Module):
 
     def __init__(self, emb_in: int, emb_interm: int, emb_out: int, *, dropout: float | None = None):
         super().__init__()
-        self.emb_in = emb_in
         self.bilinear = Dense(emb_in * emb_interm, emb_out, dropout=dropout)
 
     def forward(self, basis, x: torch.Tensor, pad_in: torch.Tensor, agg2: torch.Tensor | None = None) -> torch.Tensor:
