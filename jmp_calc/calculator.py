@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import warnings
 
+import numpy as np
+
 from ase.calculators.calculator import Calculator, PropertyNotImplementedError, all_changes
 
 from .potential import Potential
@@ -63,8 +65,9 @@ class JMPCalculator(Calculator):
     def predict_many(self, atoms_list, batch_size: int | None = None, **kwargs) -> list[dict]:
         """Energy/forces (and stress for conservative models) of many structures, batched; see
         :meth:`jmp_calc.potential.Potential.predict_many`. Returns one dict of numpy arrays per structure."""
-        props = ("energy", "forces", "stress") if "stress" in self.implemented_properties and all(
-            getattr(a, "pbc", [False])[0] and all(a.pbc) for a in atoms_list) else ("energy", "forces")
+        periodic = all(bool(np.all(a.pbc)) for a in atoms_list)
+        props = ("energy", "forces", "stress") if periodic and "stress" in self.implemented_properties \
+            else ("energy", "forces")
         return self.potential.predict_many(atoms_list, batch_size=batch_size, properties=props, **kwargs)
 
     def calculate(self, atoms=None, properties=("energy",), system_changes=all_changes):

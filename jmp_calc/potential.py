@@ -19,7 +19,8 @@ from .graph.batch import GraphBatch
 from .graph.structures import as_structure, batch_structures, build_graphs
 from .model.jmp import JMPModel
 
-__all__ = ["Potential", "InputError", "resolve_device", "resolve_dtype", "differentiable_geometry"]
+__all__ = ["Potential", "InputError", "resolve_device", "resolve_dtype", "differentiable_geometry",
+           "atom_ref_table"]
 
 
 class InputError(ValueError):
@@ -64,6 +65,15 @@ def differentiable_geometry(g: GraphBatch, *, positions: bool, strain: bool):
     return pos_leaf, eps, pos, cell
 
 
+def atom_ref_table(refs: dict[int, float], num_elements: int, dtype=torch.float64) -> torch.Tensor:
+    """Per-element reference energies (eV) as a table indexed by atomic number (zeros for other elements)."""
+    table = torch.zeros(num_elements + 1, dtype=dtype)
+    for z, e in refs.items():
+        if 0 < z <= num_elements:
+            table[z] = e
+    return table
+
+
 class Potential:
     """Energies (eV), forces (eV/A) and stress (eV/A^3, ASE sign) from one head of a :class:`JMPModel`.
 
@@ -103,12 +113,8 @@ class Potential:
         self.num_elements = model.config.num_elements
         #: elements the model saw in training (from its card); others give a warning
         self.elements = set(card.get("elements") or [])
-        refs = self.head.atom_refs or {}
-        table = torch.zeros(self.num_elements + 1, dtype=torch.float64)
-        for z, e in refs.items():
-            if 0 < z <= self.num_elements:
-                table[z] = e
-        self._atom_refs = table.to(self.device) if refs else None
+        refs = self.head.atom_refs
+        self._atom_refs = atom_ref_table(refs, self.num_elements).to(self.device) if refs else None
 
     @property
     def implemented_properties(self) -> list[str]:
@@ -134,10 +140,8 @@ class Potential:
 
                 warnings.warn(f"elements {[chemical_symbols[z] for z in unseen]} were not in this model's training "
                               "data: its predictions for them are not meaningful", RuntimeWarning, stacklevel=4)
-        if s.pbc.any():
-            vol = abs(np.linalg.det(s.cell))
-            if vol < 1e-6 and s.pbc.all():
-                raise InputError("the cell is singular (zero volume) but the structure is periodic")
+        if s.pbc.all() and abs(np.linalg.det(s.cell)) < 1e-6:
+            raise InputError("the cell is singular (zero volume) but the structure is periodic")
 
     def build_graphs(self, structures) -> list:
         out = []

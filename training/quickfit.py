@@ -27,7 +27,7 @@ from jmp_calc.graph.batch import collate
 from jmp_calc.graph.structures import as_structure, build_graphs
 from jmp_calc.io import save_model
 from jmp_calc.model import JMPModel
-from jmp_calc.potential import differentiable_geometry
+from jmp_calc.potential import atom_ref_table, differentiable_geometry
 
 
 def read_frames(path: Path):
@@ -153,9 +153,7 @@ def main(argv=None):
                                         max_neighbors_a2ee2a=args.max_neighbors_a2ee2a,
                                         max_neighbors_qint=args.max_neighbors_qint))
     model = JMPModel(cfg, [head])
-    refs_table = torch.zeros(cfg.num_elements + 1)
-    for z, v in refs.items():
-        refs_table[z] = v
+    refs_table = atom_ref_table(refs, cfg.num_elements, dtype=torch.float32)
     train, valid = Data(train_frames, head, cfg.qint_tags), Data(valid_frames, head, cfg.qint_tags)
     opt = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=1e-4)
     deadline = time.time() + args.max_time * 60

@@ -33,8 +33,8 @@ class Triplets:
     out: np.ndarray
     out_agg: np.ndarray
     kmax: int
-    pad: np.ndarray | None = None
-    pad_in: np.ndarray | None = None
+    pad: np.ndarray
+    pad_in: np.ndarray
 
 
 @dataclass
