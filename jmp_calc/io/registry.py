@@ -31,10 +31,6 @@ class ModelEntry:
     published: bool = True
     where: str = ""  #: where to get the weights by hand when they are not on the Hub
 
-    @property
-    def main_file(self) -> str | None:
-        return self.files[0][0] if self.files else None
-
 
 _JMP_NOTE = ("Original release: https://jmp-iclr-datasets.s3.amazonaws.com/{f} (CC-BY-NC 4.0). Download it and pass "
              "the path: JMPCalculator('/path/to/{f}', head='oc20').")

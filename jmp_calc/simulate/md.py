@@ -29,6 +29,7 @@ def run_md(atoms_list, calc, *, steps: int, timestep_fs: float = 1.0, temperatur
     n = len(atoms_list)
     dt = timestep_fs * units.fs
     rng = np.random.default_rng(seed)
+    c1 = np.exp(-friction_per_fs * timestep_fs)  # Langevin velocity damping per step
     masses = [a.get_masses()[:, None] for a in atoms_list]
     mom = [a.get_momenta() for a in atoms_list]
     trajs = [Trajectory(trajectory.format(i=i), "w") for i in range(n)] if trajectory else None
@@ -65,7 +66,6 @@ def run_md(atoms_list, calc, *, steps: int, timestep_fs: float = 1.0, temperatur
                 a.positions = a.positions + dt * mom[i] / masses[i]
             else:  # A O A
                 a.positions = a.positions + 0.5 * dt * mom[i] / masses[i]
-                c1 = np.exp(-friction_per_fs / units.fs * dt)
                 sigma = np.sqrt((1 - c1**2) * masses[i] * units.kB * temperature_K)
                 mom[i] = c1 * mom[i] + sigma * rng.standard_normal(mom[i].shape)
                 a.positions = a.positions + 0.5 * dt * mom[i] / masses[i]
