@@ -1,0 +1,173 @@
+"""From samples of several datasets to model batches: graph building in DataLoader workers, and JMP's temperature
+sampling across datasets (deterministic per seed and epoch, shardable over DDP ranks, resumable mid-epoch)."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset, Sampler
+
+from jmp_calc.config import GraphConfig
+from jmp_calc.graph.batch import GraphBatch, collate
+from jmp_calc.graph.structures import Structure, build_graphs
+
+from .data.base import DataError, Sample
+
+__all__ = ["TaskData", "MultiTaskDataset", "TrainBatch", "Collater", "TemperatureSampler", "temperature_weights"]
+
+
+@dataclass
+class TaskData:
+    """What the collater needs to know about one dataset: its graph rule, tag rule and which labels it uses."""
+
+    graph: GraphConfig
+    set_tags_to: int | None = None
+    energy: bool = True
+    forces: bool = True
+    stress: bool = False
+    properties: tuple[str, ...] = ()
+
+
+class MultiTaskDataset(Dataset):
+    """The concatenation of several datasets; item ``i`` is ``(sample, task index)``."""
+
+    def __init__(self, datasets: list):
+        self.datasets = list(datasets)
+        self.sizes = np.array([len(d) for d in self.datasets], dtype=np.int64)
+        self.starts = np.concatenate([[0], np.cumsum(self.sizes)])
+
+    def __len__(self) -> int:
+        return int(self.starts[-1])
+
+    def __getitem__(self, i: int) -> tuple[Sample, int]:
+        task = int(np.searchsorted(self.starts, i, side="right") - 1)
+        return self.datasets[task][int(i - self.starts[task])], task
+
+
+@dataclass
+class TrainBatch:
+    """A graph batch with labels. Masks say which structures/atoms carry each label (datasets differ)."""
+
+    g: GraphBatch
+    task: torch.Tensor  # (B,) dataset index per structure
+    energy: torch.Tensor  # (B,) eV, NaN where absent
+    forces: torch.Tensor  # (N, 3) eV/A, NaN where absent
+    free: torch.Tensor  # (N,) bool: atoms whose forces count (not fixed)
+    stress: torch.Tensor  # (B, 3, 3) eV/A^3, NaN where absent
+    properties: dict[str, torch.Tensor]  # name -> (B,), NaN where absent
+    sources: list[str]
+
+    def to(self, device) -> TrainBatch:
+        return dataclasses.replace(
+            self, g=self.g.to(device), task=self.task.to(device), energy=self.energy.to(device),
+            forces=self.forces.to(device), free=self.free.to(device), stress=self.stress.to(device),
+            properties={k: v.to(device) for k, v in self.properties.items()})
+
+    def __len__(self) -> int:
+        return int(self.task.shape[0])
+
+
+class Collater:
+    """``collate_fn``: builds each sample's four graphs with its dataset's rules and batches them (picklable)."""
+
+    def __init__(self, tasks: list[TaskData], qint_tags, property_names: list[str] = ()):
+        self.tasks = list(tasks)
+        self.qint_tags = list(qint_tags)
+        self.property_names = list(property_names)
+
+    def __call__(self, items: list[tuple[Sample, int]]) -> TrainBatch:
+        structs, graphs = [], []
+        for s, t in items:
+            spec = self.tasks[t]
+            st = Structure(s.numbers, s.positions, s.cell, s.pbc,
+                           s.tags if s.tags is not None else np.zeros(len(s), np.int64))
+            try:
+                graphs.append(build_graphs(st, spec.graph, self.qint_tags, spec.set_tags_to))
+            except Exception as exc:  # noqa: BLE001 - name the record, keep the cause
+                raise DataError(f"{s.source or 'sample'}: cannot build its graph ({exc})") from exc
+            structs.append(st)
+        g = collate(graphs, [s.positions for s in structs], [s.numbers for s in structs], [s.cell for s in structs])
+        nan = float("nan")
+        samples = [s for s, _ in items]
+        energy = torch.tensor([s.energy if (s.energy is not None and self.tasks[t].energy) else nan
+                               for s, t in items], dtype=torch.float64)
+        forces = torch.cat([torch.as_tensor(s.forces) if (s.forces is not None and self.tasks[t].forces)
+                            else torch.full((len(s), 3), nan, dtype=torch.float64) for s, t in items])
+        free = torch.cat([torch.as_tensor(~s.fixed) if s.fixed is not None else torch.ones(len(s), dtype=torch.bool)
+                          for s in samples])
+        stress = torch.stack([torch.as_tensor(s.stress) if (s.stress is not None and self.tasks[t].stress)
+                              else torch.full((3, 3), nan, dtype=torch.float64) for s, t in items])
+        props = {p: torch.tensor([float(s.properties.get(p, nan)) if p in self.tasks[t].properties else nan
+                                  for s, t in items], dtype=torch.float64) for p in self.property_names}
+        return TrainBatch(g=g, task=torch.tensor([t for _, t in items], dtype=torch.long), energy=energy,
+                          forces=forces, free=free, stress=stress, properties=props,
+                          sources=[s.source for s in samples])
+
+
+def temperature_weights(sizes, temperature: float) -> np.ndarray:
+    """JMP's temperature sampling: dataset ``i`` is drawn with probability proportional to ``n_i ** (1 / T)``
+    (T = 1: proportional to size; T -> inf: uniform over datasets; JMP used T = 2)."""
+    sizes = np.asarray(sizes, dtype=np.float64)
+    if temperature <= 0:
+        raise ValueError(f"sampling temperature must be positive, got {temperature}")
+    w = np.where(sizes > 0, sizes ** (1.0 / temperature), 0.0)
+    return w / w.sum()
+
+
+class TemperatureSampler(Sampler[int]):
+    """Indices into a :class:`MultiTaskDataset`, drawn with temperature sampling; the order is a pure function of
+    ``(seed, epoch)``. Each dataset is walked through a fresh permutation (cycling when over-sampled).
+
+    ``num_replicas``/``rank`` shard the epoch for DDP (every rank gets the same number of indices), and
+    :meth:`skip` makes the next epoch start after the batches a resumed run has already trained on.
+    """
+
+    def __init__(self, sizes, *, temperature: float = 2.0, samples_per_epoch: int | None = None, seed: int = 0,
+                 shuffle: bool = True, num_replicas: int = 1, rank: int = 0):
+        self.sizes = np.asarray(sizes, dtype=np.int64)
+        self.weights = temperature_weights(self.sizes, temperature)
+        self.total = int(samples_per_epoch or self.sizes.sum())
+        self.seed, self.shuffle = int(seed), shuffle
+        self.num_replicas, self.rank = int(num_replicas), int(rank)
+        self.epoch = 0
+        self._skip: tuple[int, int] | None = None
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = int(epoch)
+
+    def skip(self, n_samples: int, epoch: int) -> None:
+        """Leave out the first ``n_samples`` (per rank) of ``epoch`` (used when resuming mid-epoch)."""
+        self._skip = (int(epoch), int(n_samples))
+
+    def epoch_indices(self, epoch: int) -> np.ndarray:
+        rng = np.random.default_rng([self.seed, epoch])
+        starts = np.concatenate([[0], np.cumsum(self.sizes)])
+        if not self.shuffle:
+            return np.arange(self.total) % max(1, int(self.sizes.sum()))
+        choice = rng.choice(len(self.sizes), size=self.total, p=self.weights)
+        out = np.empty(self.total, dtype=np.int64)
+        for d, n in enumerate(self.sizes):
+            slots = np.flatnonzero(choice == d)
+            if not len(slots):
+                continue
+            reps = math.ceil(len(slots) / n)
+            perm = np.concatenate([rng.permutation(n) for _ in range(reps)])[: len(slots)]
+            out[slots] = starts[d] + perm
+        return out
+
+    def __len__(self) -> int:
+        return math.ceil(self.total / self.num_replicas)
+
+    def __iter__(self):
+        idx = self.epoch_indices(self.epoch)
+        per_rank = len(self)
+        idx = np.resize(idx, per_rank * self.num_replicas)  # pad by wrapping so ranks are equal
+        mine = idx[self.rank::self.num_replicas]
+        skip = 0
+        if self._skip is not None and self._skip[0] == self.epoch:
+            skip, self._skip = self._skip[1], None
+        return iter(mine[skip:].tolist())

@@ -1,0 +1,178 @@
+"""Run configuration: YAML files plus ``key.path=value`` command-line overrides, checked strictly (an unknown or
+misspelt key is an error that names it)."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from .module import OptimConfig
+
+__all__ = ["ConfigError", "DatasetConfig", "ModelConfig", "SamplingConfig", "TrainerConfig", "RunConfig",
+           "load_config", "apply_overrides"]
+
+
+class ConfigError(ValueError):
+    """An invalid run configuration; the message names the key."""
+
+
+@dataclass
+class DatasetConfig:
+    """One dataset = one head (pre-training) or the task of a fine-tuning run."""
+
+    name: str
+    train: str | None = None
+    val: str | None = None
+    test: str | None = None
+    format: str | None = None  #: reader name (see training.data.FORMATS); None = from the file suffix
+    reader: dict[str, Any] = field(default_factory=dict)  #: extra reader arguments (split=, energy_key=, ...)
+    val_fraction: float = 0.05  #: used when no val file is given: a seeded split of train
+    max_train: int | None = None  #: use a seeded subset of at most this many training structures
+    max_val: int | None = None
+    graph: dict[str, Any] = field(default_factory=lambda: {"cutoff": 12.0, "max_neighbors": 30})
+    set_tags_to: int | None = None  #: 2 for molecular datasets (JMP's transform)
+    forces: str = "direct"  #: direct | conservative | none
+    energy: bool = True  #: train on energies
+    stress: bool = False  #: train on stress (conservative forces only)
+    energy_weight: float = 1.0
+    force_weight: float = 10.0
+    stress_weight: float = 1.0
+    reduction: str = "sum"  #: pooling of the energy head
+    atom_refs: bool = True  #: fit per-element linear reference energies on the training split
+    #: scalar targets: name -> {weight: 1.0, reduction: sum|mean, atom_refs: false}
+    properties: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+    def __post_init__(self):
+        if self.forces not in ("direct", "conservative", "none"):
+            raise ConfigError(f"datasets[{self.name}].forces must be direct, conservative or none, got {self.forces!r}")
+        if self.stress and self.forces != "conservative":
+            raise ConfigError(f"datasets[{self.name}].stress needs forces: conservative")
+
+
+@dataclass
+class ModelConfig:
+    preset: str = "tiny"  #: tiny | jmp_s | jmp_l (jmp_calc.config presets)
+    overrides: dict[str, Any] = field(default_factory=dict)  #: GemNetOCConfig fields (emb sizes, edge_dropout...)
+    fit_scale_factors_batches: int = 8  #: batches used to fit scale factors of a new model (0: skip)
+
+
+@dataclass
+class SamplingConfig:
+    temperature: float = 2.0  #: JMP's dataset temperature (1 = proportional to size)
+    samples_per_epoch: int | None = None  #: default: the total size of the training sets
+
+
+@dataclass
+class TrainerConfig:
+    max_epochs: int = 10
+    max_steps: int = -1
+    max_time_minutes: float | None = None
+    batch_size: int = 8
+    val_batch_size: int | None = None
+    num_workers: int = 0
+    accelerator: str = "auto"
+    devices: int | str = 1
+    num_nodes: int = 1
+    precision: str = "auto"  #: auto = bf16-mixed on CUDA, 32-true on CPU
+    strategy: str = "auto"
+    checkpoint_every_n_steps: int = 50
+    val_every_n_epochs: int = 1
+    log_every_n_steps: int = 10
+    early_stopping_patience: int | None = None  #: epochs without validation improvement
+    logger: str = "csv"  #: csv | tensorboard | wandb
+    threads: int | None = None  #: torch CPU threads per process
+    progress: bool = True
+
+
+@dataclass
+class RunConfig:
+    name: str
+    out: str
+    datasets: list[DatasetConfig]
+    seed: int = 0
+    model: ModelConfig = field(default_factory=ModelConfig)
+    sampling: SamplingConfig = field(default_factory=SamplingConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    trainer: TrainerConfig = field(default_factory=TrainerConfig)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> RunConfig:
+        return _build(cls, data, "")
+
+
+def _build(cls, data, where: str):
+    if not isinstance(data, dict):
+        raise ConfigError(f"{where or 'config'}: expected a mapping, got {type(data).__name__}")
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = sorted(set(data) - set(fields))
+    if unknown:
+        raise ConfigError(f"unknown key{'s' if len(unknown) > 1 else ''} {', '.join(where + k for k in unknown)} "
+                          f"(known: {', '.join(sorted(fields))})")
+    kwargs = {}
+    nested = {"model": ModelConfig, "sampling": SamplingConfig, "optim": OptimConfig, "trainer": TrainerConfig}
+    for k, v in data.items():
+        if cls is RunConfig and k in nested:
+            kwargs[k] = _build(nested[k], v or {}, f"{k}.")
+        elif cls is RunConfig and k == "datasets":
+            if not isinstance(v, list) or not v:
+                raise ConfigError("datasets: expected a non-empty list")
+            kwargs[k] = [_build(DatasetConfig, d, f"datasets.{i}.") for i, d in enumerate(v)]
+        else:
+            kwargs[k] = v
+    missing = [n for n, f in fields.items() if n not in kwargs and f.default is dataclasses.MISSING
+               and f.default_factory is dataclasses.MISSING]
+    if missing:
+        raise ConfigError(f"missing key{'s' if len(missing) > 1 else ''}: {', '.join(where + m for m in missing)}")
+    try:
+        return cls(**kwargs)
+    except TypeError as exc:
+        raise ConfigError(f"{where or 'config'}: {exc}") from None
+
+
+def apply_overrides(data: dict, overrides: list[str]) -> dict:
+    """``a.b=value`` (YAML value; list items by index: ``datasets.0.train=x.extxyz``)."""
+    for item in overrides:
+        if "=" not in item:
+            raise ConfigError(f"override {item!r} is not KEY=VALUE")
+        key, value = item.split("=", 1)
+        node, parts = data, key.split(".")
+        for p in parts[:-1]:
+            if isinstance(node, list):
+                try:
+                    node = node[int(p)]
+                except (ValueError, IndexError):
+                    raise ConfigError(f"override {key}: no list item {p!r}") from None
+            else:
+                node = node.setdefault(p, {})
+        last = parts[-1]
+        parsed = yaml.safe_load(value) if value != "" else None
+        if isinstance(node, list):
+            node[int(last)] = parsed
+        else:
+            node[last] = parsed
+    return data
+
+
+def load_config(path: str | Path, overrides: list[str] = ()) -> RunConfig:
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"config file {path} not found")
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path} is not valid YAML: {exc}") from None
+    base = path.parent
+    cfg = RunConfig.from_dict(apply_overrides(data, list(overrides)))
+    for d in cfg.datasets:  # relative data paths are relative to the config file
+        for k in ("train", "val", "test"):
+            v = getattr(d, k)
+            if v and not Path(v).is_absolute() and not Path(v).exists() and (base / v).exists():
+                setattr(d, k, str(base / v))
+    return cfg

@@ -1,0 +1,391 @@
+"""The LightningModule that trains a :class:`jmp_calc.model.JMPModel` on one or several datasets.
+
+Losses follow JMP: per structure, the L1 error of the normalised energy and the mean over (free) atoms of the L2
+norm of the normalised force error ("l2mae"), weighted per dataset and averaged over the structures of the batch
+(structure-wise reduction). Scalar properties (QM9 targets, band gaps, ...) use the L1 error of the normalised
+value; stress (conservative models) the L1 error in units of ``STRESS_SCALE``.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import lightning.pytorch as pl
+import torch
+
+from jmp_calc.model import JMPModel
+from jmp_calc.potential import atom_ref_table, differentiable_geometry
+
+from .batching import TrainBatch
+
+__all__ = ["TaskSpec", "OptimConfig", "JMPTrainModule", "STRESS_SCALE", "TrainingError"]
+
+STRESS_SCALE = 0.01  # eV/A^3 (1.6 GPa): the unit the stress loss is measured in
+
+
+class TrainingError(RuntimeError):
+    """A training run cannot go on (NaN loss, ...); the message names step, batch and dataset."""
+
+
+@dataclass
+class TaskSpec:
+    """The loss side of one dataset: which head predicts its energy (and forces), and the weights."""
+
+    name: str
+    head: int | None  # energy head index (None: no energy/forces targets)
+    forces: str = "direct"  # direct | conservative | none
+    energy_weight: float = 1.0
+    force_weight: float = 1.0
+    stress_weight: float = 0.0
+    properties: dict[str, tuple[int, float]] = field(default_factory=dict)  # name -> (head index, loss weight)
+
+
+@dataclass
+class OptimConfig:
+    lr: float = 2e-4
+    weight_decay: float = 0.1
+    betas: tuple[float, float] = (0.9, 0.95)
+    warmup_steps: int = 100
+    warmup_start_factor: float = 0.2
+    min_lr_factor: float = 0.1  #: cosine floor, as a fraction of lr
+    cosine: bool = True  #: cosine decay over the run's steps (when they are known)
+    cosine_steps: int | None = None  #: length of the cosine (JMP fine-tuning: 32 epochs), then min_lr_factor
+    plateau_patience: int | None = None  #: epochs without val improvement before lr *= plateau_factor
+    plateau_factor: float = 0.5
+    layer_decay: float | None = None  #: layer-wise lr decay (fine-tuning): block i of B gets lr * d**(B - i)
+    #: explicit multipliers instead: {"embedding": 0.3, "blocks": [0.55, 0.40, ...]} (JMP-L fine-tuning)
+    layer_multipliers: dict | None = None
+    grad_clip: float | None = 10.0
+    ema_decay: float | None = 0.99
+
+
+def layerwise_groups(model: JMPModel, lr: float, decay: float | None, weight_decay: float,
+                     multipliers: dict | None = None) -> list[dict]:
+    """Parameter groups with JMP-style layer-wise learning rates: heads and the final MLPs get ``lr``; either
+    geometric decay (interaction block ``i`` and its output block ``lr * decay**(B - i)``, embeddings and bases
+    ``lr * decay**(B + 1)``) or JMP's explicit table ``{"embedding": m, "blocks": [m_0, ..., m_B-1]}`` (embedding
+    and bases get ``m``; block ``i`` and output block ``i + 1`` get ``m_i``). Neither: one group."""
+    B = model.config.num_blocks
+    if multipliers is not None and len(multipliers.get("blocks", [])) != B:
+        raise ValueError(f"layer_multipliers.blocks needs {B} values (one per interaction block)")
+    groups: dict[float, list] = {}
+    for name, p in model.named_parameters():
+        if not p.requires_grad:
+            continue
+        mult = 1.0
+        parts = name.split(".")
+        if multipliers is not None:
+            if parts[0] == "embedding" or parts[:2] == ["backbone", "bases"] or \
+                    (parts[:2] == ["backbone", "out_blocks"] and parts[2] == "0"):
+                mult = float(multipliers["embedding"])
+            elif parts[:2] == ["backbone", "int_blocks"]:
+                mult = float(multipliers["blocks"][int(parts[2])])
+            elif parts[:2] == ["backbone", "out_blocks"]:
+                mult = float(multipliers["blocks"][int(parts[2]) - 1])
+        elif decay is not None:
+
+            if parts[0] == "embedding" or parts[:2] == ["backbone", "bases"]:
+                mult = decay ** (B + 1)
+            elif parts[:2] == ["backbone", "int_blocks"]:
+                mult = decay ** (B - int(parts[2]))
+            elif parts[:2] == ["backbone", "out_blocks"]:
+                mult = decay ** (B + 1 - int(parts[2]))
+        groups.setdefault(mult, []).append(p)
+    return [{"params": ps, "lr": lr * m, "lr_mult": m, "weight_decay": weight_decay}
+            for m, ps in sorted(groups.items(), reverse=True)]
+
+
+class JMPTrainModule(pl.LightningModule):
+    def __init__(self, model: JMPModel, tasks: list[TaskSpec], optim: OptimConfig, *,
+                 property_names: list[str] = ()):
+        super().__init__()
+        self.model = model
+        self.tasks = list(tasks)
+        self.optim = optim
+        self.property_names = list(property_names)
+        heads = model.heads
+        self.register_buffer("e_std", torch.tensor([h.energy_std for h in heads], dtype=torch.float64), False)
+        self.register_buffer("e_mean", torch.tensor([h.energy_mean for h in heads], dtype=torch.float64), False)
+        self.register_buffer("f_std", torch.tensor([h.force_std for h in heads], dtype=torch.float64), False)
+        refs = torch.stack([atom_ref_table(h.atom_refs or {}, model.config.num_elements) for h in heads])
+        self.register_buffer("refs", refs, False)  # (H, Z + 1) eV
+        self.register_buffer("task_head", torch.tensor([t.head if t.head is not None else 0 for t in tasks]), False)
+        self.register_buffer("task_w", torch.tensor([[t.energy_weight, t.force_weight, t.stress_weight]
+                                                     for t in tasks], dtype=torch.float64), False)
+        self.register_buffer("task_direct", torch.tensor([t.forces == "direct" for t in tasks]), False)
+        self.register_buffer("task_cons", torch.tensor([t.forces == "conservative" for t in tasks]), False)
+        self._sums: dict[str, dict[str, torch.Tensor]] = {"train": {}, "val": {}}
+        self.plateau = {"best": math.inf, "bad_epochs": 0, "factor": 1.0}
+        self.batches_this_epoch = 0
+        self.total_steps: int | None = None
+
+    # ------------------------------------------------------------------ predictions and losses
+    def _energies(self, out_e: torch.Tensor, g, heads: torch.Tensor) -> torch.Tensor:
+        """eV per structure from model units of the given head per structure."""
+        e = out_e.gather(1, heads[:, None])[:, 0].to(torch.float64)
+        ref_atoms = self.refs[heads[g.batch], g.numbers]
+        ref = ref_atoms.new_zeros(g.num_structures).index_add_(0, g.batch, ref_atoms)
+        return e * self.e_std[heads] + self.e_mean[heads] + ref
+
+    def compute(self, b: TrainBatch, train: bool) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        g, task = b.g, b.task
+        heads = self.task_head[task]
+        has_e = ~torch.isnan(b.energy)
+        has_f = ~torch.isnan(b.forces).any(1) & b.free
+        has_s = ~torch.isnan(b.stress).flatten(1).any(1)
+        atom_task = task[g.batch]
+        cons_atoms = self.task_cons[atom_task]
+        need_pos_grad = bool((has_f & cons_atoms).any())
+        need_strain = bool((has_s & self.task_cons[task]).any())
+        direct = bool((has_f & self.task_direct[atom_task]).any())
+        with torch.enable_grad() if (train or need_pos_grad or need_strain) else torch.no_grad():
+            pos_leaf, eps, pos, cell = differentiable_geometry(g, positions=need_pos_grad, strain=need_strain)
+            out = self.model(g, pos=pos, cell=cell, direct_forces=direct)
+            energy = self._energies(out["energy"], g, heads)  # (B,) eV
+            forces = stress = None
+            if need_pos_grad or need_strain:
+                wrt = [t for t in (pos_leaf if need_pos_grad else None, eps) if t is not None]
+                grads = torch.autograd.grad(energy[self.task_cons[task]].sum(), wrt, create_graph=train,
+                                            allow_unused=True)
+                if need_pos_grad:
+                    forces = -grads[0]
+                if need_strain:
+                    vol = torch.abs(torch.linalg.det(g.cell.to(torch.float64))).clamp(min=1e-9)
+                    stress = grads[-1].to(torch.float64) / vol[:, None, None]
+            if direct:
+                f_dir = out["forces"][torch.arange(g.pos.shape[0], device=g.pos.device), :, heads[g.batch]]
+                f_dir = f_dir.to(torch.float64) * self.f_std[heads[g.batch]][:, None]
+                forces = f_dir if forces is None else torch.where(cons_atoms[:, None], forces, f_dir)
+
+        B = g.num_structures
+        zero = energy.new_zeros(B)
+        w = self.task_w[task]  # (B, 3)
+        std = self.e_std[heads]
+        e_err = torch.where(has_e, energy - torch.nan_to_num(b.energy), zero)
+        loss_s = w[:, 0] * torch.abs(e_err) / std
+        metrics = {"energy": (e_err.abs(), has_e), "energy_per_atom": (e_err.abs() / g.natoms, has_e)}
+        if forces is not None:
+            f_err = torch.where(has_f[:, None], forces.to(torch.float64) - torch.nan_to_num(b.forces), 0.0)
+            norm = torch.linalg.vector_norm(f_err, dim=1) / self.f_std[heads[g.batch]]
+            n_f = zero.index_add(0, g.batch, has_f.to(zero.dtype))
+            per_struct = zero.index_add(0, g.batch, norm) / n_f.clamp(min=1)
+            loss_s = loss_s + w[:, 1] * per_struct
+            metrics["forces"] = (f_err.abs().mean(1), has_f)  # component-wise MAE
+        if stress is not None:
+            s_ok = has_s & self.task_cons[task]
+            s_err = torch.where(s_ok[:, None, None], stress - torch.nan_to_num(b.stress), 0.0)
+            loss_s = loss_s + w[:, 2] * s_err.abs().mean((1, 2)) / STRESS_SCALE
+            metrics["stress"] = (s_err.abs().mean((1, 2)), s_ok)
+        for p, val in b.properties.items():
+            has_p = ~torch.isnan(val)
+            if not has_p.any():
+                continue
+            h = [t.properties[p][0] if p in t.properties else 0 for t in self.tasks]
+            wp = [t.properties[p][1] if p in t.properties else 0.0 for t in self.tasks]
+            hp = torch.tensor(h, device=task.device)[task]
+            pred = self._energies(out["energy"], g, hp)
+            p_err = torch.where(has_p, pred - torch.nan_to_num(val), zero)
+            loss_s = loss_s + torch.tensor(wp, device=task.device, dtype=zero.dtype)[task] * p_err.abs() / self.e_std[hp]
+            metrics[p] = (p_err.abs(), has_p)
+        loss = loss_s.mean()
+        metrics["loss"] = (loss_s.detach(), torch.ones_like(has_e))
+        return loss, self._per_task(metrics, task, g.batch)
+
+    def _per_task(self, metrics, task, batch_index) -> dict[str, torch.Tensor]:
+        """Sum of absolute errors and counts per (task, metric), to be reduced over the epoch."""
+        out = {}
+        for k, (err, mask) in metrics.items():
+            t = task if err.shape[0] == task.shape[0] else task[batch_index]
+            for i, spec in enumerate(self.tasks):
+                sel = mask & (t == i)
+                out[f"{spec.name}/{k}"] = torch.stack([err[sel].sum().to(torch.float64),
+                                                       sel.sum().to(torch.float64)])
+        return out
+
+    def _accumulate(self, stage: str, sums: dict[str, torch.Tensor]) -> None:
+        acc = self._sums[stage]
+        for k, v in sums.items():
+            acc[k] = acc[k] + v.detach() if k in acc else v.detach().clone()
+
+    def _log_epoch(self, stage: str) -> dict[str, float]:
+        acc, self._sums[stage] = self._sums[stage], {}
+        logged = {}
+        for k, v in sorted(acc.items()):
+            v = self.trainer.strategy.reduce(v, reduce_op="sum") if self.trainer.world_size > 1 else v
+            if float(v[1]) > 0:
+                logged[f"{stage}/{k}"] = float(v[0] / v[1])
+        losses = [val for key, val in logged.items() if key.endswith("/loss")]
+        if losses:
+            logged[f"{stage}/loss"] = float(sum(losses) / len(losses))
+        self.log_dict(logged, sync_dist=False, rank_zero_only=True)
+        return logged
+
+    # ------------------------------------------------------------------ Lightning hooks
+    def transfer_batch_to_device(self, batch, device, dataloader_idx):
+        return batch.to(device)
+
+    def training_step(self, b: TrainBatch, batch_idx: int):
+        loss, sums = self.compute(b, train=True)
+        if not torch.isfinite(loss):
+            names = sorted({self.tasks[int(t)].name for t in b.task})
+            raise TrainingError(f"non-finite loss ({float(loss)}) at step {self.global_step}, batch {batch_idx} "
+                                f"of epoch {self.current_epoch}; datasets {names}; structures {b.sources[:4]}"
+                                f"{' ...' if len(b.sources) > 4 else ''}")
+        self._accumulate("train", sums)
+        self.batches_this_epoch += 1
+        self.log("train/step_loss", loss.detach(), prog_bar=True, batch_size=len(b))
+        return loss
+
+    def on_train_epoch_start(self) -> None:
+        self.batches_this_epoch = self._resume_batches
+        self._resume_batches = 0
+
+    def on_validation_epoch_start(self) -> None:
+        if not self.trainer.sanity_checking and self._sums["train"]:
+            self._log_epoch("train")  # the epoch's training batches are done: log them before validation
+
+    def on_train_epoch_end(self) -> None:
+        if self._sums["train"]:
+            self._log_epoch("train")
+        self.batches_this_epoch = 0  # checkpoints written after this point start the next epoch afresh
+
+    def validation_step(self, b: TrainBatch, batch_idx: int):
+        with torch.inference_mode(False):
+            _, sums = self.compute(b, train=False)
+        self._accumulate("val", sums)
+
+    def on_validation_epoch_end(self) -> None:
+        logged = self._log_epoch("val")
+        if self.trainer.sanity_checking or "val/loss" not in logged:
+            return
+        self.log("val_loss", logged["val/loss"], prog_bar=True)
+        o = self.optim
+        if o.plateau_patience is not None:
+            if logged["val/loss"] < self.plateau["best"] - 1e-12:
+                self.plateau.update(best=logged["val/loss"], bad_epochs=0)
+            else:
+                self.plateau["bad_epochs"] += 1
+                if self.plateau["bad_epochs"] > o.plateau_patience:
+                    self.plateau.update(factor=self.plateau["factor"] * o.plateau_factor, bad_epochs=0)
+
+    _resume_batches = 0
+
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        import random
+
+        import numpy as np
+
+        checkpoint["jmp_calc"] = {
+            "plateau": dict(self.plateau), "batches_this_epoch": self.batches_this_epoch,
+            "epoch": self.current_epoch, "train_sums": {k: v.cpu() for k, v in self._sums["train"].items()},
+            "rng": {"torch": torch.get_rng_state(), "numpy": _np_state(np.random.get_state()),
+                    "python": random.getstate()},
+        }
+
+    def on_load_checkpoint(self, checkpoint: dict) -> None:
+        import random
+
+        import numpy as np
+
+        state = checkpoint.get("jmp_calc", {})
+        self.plateau.update(state.get("plateau", {}))
+        self._resume_batches = int(state.get("batches_this_epoch", 0))
+        self._sums["train"] = dict(state.get("train_sums", {}))
+        sampler = getattr(self, "sampler", None)
+        if sampler is not None and self._resume_batches:
+            sampler.skip(self._resume_batches * self.batch_size, epoch=int(state.get("epoch", 0)))
+        rng = state.get("rng")
+        if rng:
+            torch.set_rng_state(rng["torch"])
+            np.random.set_state(_np_unstate(rng["numpy"]))
+            random.setstate(_tuples(rng["python"]))
+
+    def configure_optimizers(self):
+        o = self.optim
+        groups = layerwise_groups(self.model, o.lr, o.layer_decay, o.weight_decay, o.layer_multipliers)
+        opt = torch.optim.AdamW(groups, lr=o.lr, betas=tuple(o.betas), weight_decay=o.weight_decay)
+        total = self.trainer.estimated_stepping_batches
+        total = int(total) if (o.cosine and math.isfinite(total) and total > 0) else None
+        if o.cosine and o.cosine_steps:
+            total = int(o.cosine_steps)
+        self.total_steps = total
+
+        def factor(step: int) -> float:
+            warm = o.warmup_start_factor + (1 - o.warmup_start_factor) * min(1.0, step / max(1, o.warmup_steps))
+            cos = 1.0
+            if total is not None and step > o.warmup_steps:
+                frac = min(1.0, (step - o.warmup_steps) / max(1, total - o.warmup_steps))
+                cos = o.min_lr_factor + (1 - o.min_lr_factor) * 0.5 * (1 + math.cos(math.pi * frac))
+            return warm * cos * self.plateau["factor"]
+
+        sched = torch.optim.lr_scheduler.LambdaLR(opt, [factor] * len(groups))
+        return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
+
+    def configure_gradient_clipping(self, optimizer, gradient_clip_val=None, gradient_clip_algorithm=None):
+        if self.optim.grad_clip:
+            self.clip_gradients(optimizer, gradient_clip_val=self.optim.grad_clip, gradient_clip_algorithm="norm")
+
+
+def _np_state(state):
+    name, keys, pos, has_gauss, cached = state
+    return [name, torch.from_numpy(keys.astype("int64")), int(pos), int(has_gauss), float(cached)]
+
+
+def _np_unstate(state):
+    import numpy as np
+
+    name, keys, pos, has_gauss, cached = state
+    return (name, keys.numpy().astype(np.uint32), pos, has_gauss, cached)
+
+
+def _tuples(x):
+    return tuple(_tuples(v) for v in x) if isinstance(x, (list, tuple)) else x
+
+
+class EMA(pl.Callback):
+    """Exponential moving average of the weights; validation and export use it. Its state is checkpointed."""
+
+    def __init__(self, decay: float):
+        self.decay = float(decay)
+        self.shadow: dict[str, torch.Tensor] | None = None
+        self._backup: dict[str, torch.Tensor] | None = None
+
+    def on_fit_start(self, trainer, pl_module) -> None:
+        state = pl_module.model.state_dict()
+        if self.shadow is None:
+            self.shadow = {k: v.detach().clone() for k, v in state.items()}
+        else:
+            self.shadow = {k: v.to(state[k].device) for k, v in self.shadow.items()}
+
+    @torch.no_grad()
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        for k, v in pl_module.model.state_dict().items():
+            s = self.shadow[k]
+            if v.dtype.is_floating_point:
+                s.lerp_(v.detach(), 1.0 - self.decay)
+            else:
+                s.copy_(v)
+
+    def swap_in(self, pl_module) -> None:
+        if self.shadow is None or self._backup is not None:
+            return
+        self._backup = {k: v.detach().clone() for k, v in pl_module.model.state_dict().items()}
+        pl_module.model.load_state_dict(self.shadow)
+
+    def swap_out(self, pl_module) -> None:
+        if self._backup is not None:
+            pl_module.model.load_state_dict(self._backup)
+            self._backup = None
+
+    def on_validation_start(self, trainer, pl_module) -> None:
+        self.swap_in(pl_module)
+
+    def on_validation_end(self, trainer, pl_module) -> None:
+        self.swap_out(pl_module)
+
+    def state_dict(self) -> dict:
+        return {"decay": self.decay, "shadow": self.shadow}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.shadow = state.get("shadow")

@@ -1,0 +1,328 @@
+"""Shared machinery of ``training.pretrain`` and ``training.finetune``: datasets -> heads and statistics, scale
+factor fitting, the Lightning trainer (checkpoints, resume, loggers, DDP) and the export of the trained model."""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import json
+import math
+import os
+import shutil
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from jmp_calc.config import GraphConfig, HeadConfig
+from jmp_calc.io import save_model
+from jmp_calc.model import JMPModel
+from jmp_calc.model.layers import ScaleFactor
+
+from .batching import Collater, MultiTaskDataset, TaskData, TemperatureSampler
+from .config import ConfigError, DatasetConfig, RunConfig
+from .data.base import Samples
+
+__all__ = ["load_split", "dataset_stats", "head_for", "fit_scale_factors", "fit", "check_output_dir",
+           "RunResult", "write_learning_curve"]
+
+MIN_FREE_BYTES = 200 * 2**20
+
+
+def check_output_dir(out: Path) -> None:
+    """Fail before any training when the output directory is unusable (read-only, disk full)."""
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        probe = out / ".write_test"
+        probe.write_bytes(b"x" * 4096)
+        probe.unlink()
+    except OSError as exc:
+        raise ConfigError(f"output directory {out} is not writable: {exc.strerror or exc}") from None
+    free = shutil.disk_usage(out).free
+    if free < MIN_FREE_BYTES:
+        raise ConfigError(f"output directory {out} has only {free / 2**20:.0f} MiB free; checkpoints need at least "
+                          f"{MIN_FREE_BYTES / 2**20:.0f} MiB")
+
+
+def _subset(samples, n: int | None, seed: int):
+    if n is None or n >= len(samples):
+        return samples
+    idx = np.sort(np.random.default_rng(seed).choice(len(samples), size=n, replace=False))
+    return samples.subset(idx) if hasattr(samples, "subset") else Samples([samples[int(i)] for i in idx])
+
+
+def load_split(d: DatasetConfig, seed: int):
+    """(train, val) samples of one dataset; val is a seeded split of train when no val file is given."""
+    from .data import read_dataset
+
+    if not d.train:
+        raise ConfigError(f"datasets[{d.name}].train is not set")
+    train = read_dataset(d.train, format=d.format, **d.reader)
+    if d.val:
+        val = read_dataset(d.val, format=d.format, **d.reader)
+    else:
+        n_val = max(1, int(round(len(train) * d.val_fraction)))
+        perm = np.random.default_rng(seed).permutation(len(train))
+        val, train = train.subset(np.sort(perm[:n_val])), train.subset(np.sort(perm[n_val:]))
+    return _subset(train, d.max_train, seed), _subset(val, d.max_val, seed + 1)
+
+
+def dataset_stats(d: DatasetConfig, train, max_samples: int = 20000, seed: int = 0) -> dict:
+    """Per-element linear references of the energy (and of reference-fitted properties), the std of the referenced
+    energy per structure (JMP normalises by it), and the RMS force component: fitted on (a subset of) train."""
+    sub = _subset(train, max_samples, seed)
+    items = [sub[i] for i in range(len(sub))]
+    out: dict = {"n_train": len(train)}
+    if d.energy and any(s.energy is not None for s in items):
+        labelled = [s for s in items if s.energy is not None]
+        refs = _refs(labelled) if d.atom_refs else {}
+        resid = np.array([s.energy - sum(refs.get(int(z), 0.0) for z in s.numbers) for s in labelled])
+        if d.reduction == "mean":
+            resid = resid / np.array([len(s) for s in labelled])
+        out["energy"] = {"atom_refs": refs, "mean": 0.0 if d.atom_refs else float(resid.mean()),
+                         "std": float(max(np.sqrt(np.mean((resid - (0 if d.atom_refs else resid.mean())) ** 2)),
+                                          1e-3))}
+    forces = [s.forces for s in items if s.forces is not None]
+    if forces:
+        f = np.concatenate([np.asarray(x).reshape(-1) for x in forces])
+        out["force_rms"] = float(max(np.sqrt(np.mean(f**2)), 1e-3))
+    props = {}
+    for p, spec in d.properties.items():
+        vals = [(s, s.properties[p]) for s in items if p in s.properties and np.isfinite(s.properties[p])]
+        if not vals:
+            raise ConfigError(f"datasets[{d.name}]: no training structure has property {p!r}")
+        refs = {}
+        if spec.get("atom_refs", False):
+            refs = _refs([s for s, _ in vals], key=p)
+        y = np.array([v - sum(refs.get(int(z), 0.0) for z in s.numbers) for s, v in vals])
+        props[p] = {"atom_refs": refs, "mean": float(y.mean()) if not refs else 0.0,
+                    "std": float(max(y.std(), 1e-6))}
+    out["properties"] = props
+    return out
+
+
+def head_for(d: DatasetConfig, stats: dict, direct: bool) -> list[HeadConfig]:
+    """The heads of one dataset: energy(+forces) head named after the dataset, one head per scalar property."""
+    graph = GraphConfig.from_dict(d.graph)
+    heads = []
+    if "energy" in stats:
+        e = stats["energy"]
+        heads.append(HeadConfig(name=d.name, energy_std=e["std"], energy_mean=e["mean"],
+                                force_std=stats.get("force_rms", e["std"]), reduction=d.reduction, graph=graph,
+                                direct_forces=direct, atom_refs=e["atom_refs"] or None,
+                                set_tags_to=d.set_tags_to))
+    for p, st in stats["properties"].items():
+        spec = d.properties[p]
+        heads.append(HeadConfig(name=f"{d.name}/{p}" if "energy" in stats or len(stats["properties"]) > 1 else p,
+                                energy_std=st["std"], energy_mean=st["mean"], reduction=spec.get("reduction", "sum"),
+                                graph=graph, direct_forces=direct, atom_refs=st["atom_refs"] or None,
+                                set_tags_to=d.set_tags_to))
+    return heads
+
+
+def _refs(samples, key: str = "energy") -> dict[int, float]:
+    """Linear per-element references; a single composition (one molecule's MD) makes them non-unique, which is
+    fine: only their sum is used then."""
+    import warnings
+
+    from .data.stats import fit_atom_refs
+
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", "fit_atom_refs: element counts have rank", RuntimeWarning)
+        return fit_atom_refs(samples, key=key)
+
+
+@torch.no_grad()
+def fit_scale_factors(model: JMPModel, batches: list, *, log=print) -> dict[str, float]:
+    """Fit every ScaleFactor of a new model, in forward order, so each scaled sum keeps the variance of its input
+    (GemNet's "fit scaling factors" step; released checkpoints carry theirs)."""
+    factors = [(n, m) for n, m in model.named_modules() if isinstance(m, ScaleFactor)]
+    fitted = {}
+    was_training = model.training
+    model.eval()
+    for name, sf in factors:
+        sf.scale_factor.zero_()
+        sf.start_fit_()
+        for b in batches:
+            model(b.g, direct_forces=model.config.direct_forces)
+        fitted[name] = sf.finish_fit_()
+    model.train(was_training)
+    if fitted:
+        log(f"fitted {len(fitted)} scale factors on {len(batches)} batches: "
+            f"{min(fitted.values()):.3f} .. {max(fitted.values()):.3f}")
+    return fitted
+
+
+@dataclasses.dataclass
+class RunResult:
+    out: Path
+    model_dir: Path
+    metrics: list[dict]
+    best: dict
+    wall_s: float
+
+
+def write_learning_curve(rows: list[dict], path: Path, title: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    keys = sorted({k[len("val/"):] for r in rows for k in r if k.startswith("val/") and not k.endswith("loss")})
+    if not rows or not keys:
+        return
+    fig, axes = plt.subplots(1, len(keys), figsize=(4.2 * len(keys), 3.4), squeeze=False)
+    for ax, k in zip(axes[0], keys):
+        for stage, style in (("train", "--"), ("val", "-")):
+            xs = [r["epoch"] for r in rows if f"{stage}/{k}" in r]
+            ys = [r[f"{stage}/{k}"] for r in rows if f"{stage}/{k}" in r]
+            if xs:
+                ax.plot(xs, ys, style, marker="o", ms=3, label=stage)
+        ax.set_yscale("log")
+        ax.set_xlabel("epoch")
+        ax.set_ylabel(f"{k} MAE")
+        ax.set_title(k, fontsize=9)
+        ax.legend(fontsize=8)
+    fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def fit(cfg: RunConfig, model: JMPModel, tasks, train_sets, val_sets, task_data: list[TaskData], *,
+        resume: bool, fit_scales: bool, card: dict, readme: str, property_names: list[str] = ()) -> RunResult:
+    """Train ``model`` with Lightning and export the EMA (or raw) weights to ``cfg.out/model``."""
+    import lightning.pytorch as pl
+    from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint, TQDMProgressBar
+
+    from .module import EMA, JMPTrainModule
+
+    out = Path(cfg.out)
+    check_output_dir(out)
+    t = cfg.trainer
+    if t.threads:
+        torch.set_num_threads(int(t.threads))
+    pl.seed_everything(cfg.seed, workers=True, verbose=False)
+    ckpt_dir = out / "checkpoints"
+    last = ckpt_dir / "last.ckpt"
+    if resume and not last.is_file():
+        raise ConfigError(f"--resume: no checkpoint at {last}")
+    if not resume and last.is_file():
+        raise ConfigError(f"{out} already holds a run ({last}); pass --resume to continue it or choose another --out")
+    (out / "config.json").write_text(json.dumps(cfg.to_dict(), indent=1, default=str) + "\n")
+
+    collate = Collater(task_data, model.config.qint_tags, property_names)
+    train_ds, val_ds = MultiTaskDataset(train_sets), MultiTaskDataset(val_sets)
+    world = int(t.num_nodes) * (int(t.devices) if str(t.devices).isdigit() else 1)
+    rank = int(os.environ.get("RANK", 0))
+    sampler = TemperatureSampler(train_ds.sizes, temperature=cfg.sampling.temperature,
+                                 samples_per_epoch=cfg.sampling.samples_per_epoch, seed=cfg.seed,
+                                 num_replicas=world, rank=rank)
+    loader_kw = dict(collate_fn=collate, num_workers=t.num_workers, persistent_workers=t.num_workers > 0)
+    train_dl = torch.utils.data.DataLoader(train_ds, batch_size=t.batch_size, sampler=sampler, drop_last=False,
+                                           **loader_kw)
+    val_dl = torch.utils.data.DataLoader(val_ds, batch_size=t.val_batch_size or t.batch_size, shuffle=False,
+                                         **loader_kw)
+    if fit_scales and not resume and cfg.model.fit_scale_factors_batches > 0:
+        it = iter(torch.utils.data.DataLoader(train_ds, batch_size=t.batch_size, sampler=list(sampler)[:t.batch_size
+                                              * cfg.model.fit_scale_factors_batches], collate_fn=collate))
+        fit_scale_factors(model, list(it))
+
+    module = JMPTrainModule(model, tasks, cfg.optim, property_names=property_names)
+    module.sampler, module.batch_size = sampler, t.batch_size
+    callbacks = [ModelCheckpoint(dirpath=ckpt_dir, filename="step{step}", save_last=True,
+                                 every_n_train_steps=t.checkpoint_every_n_steps, save_top_k=1,
+                                 monitor="val_loss", mode="min", auto_insert_metric_name=False),
+                 EpochCSV(out / "metrics.csv", resume=resume)]
+    ema = EMA(cfg.optim.ema_decay) if cfg.optim.ema_decay else None
+    if ema:
+        callbacks.append(ema)
+    if t.early_stopping_patience:
+        callbacks.append(EarlyStopping("val_loss", patience=t.early_stopping_patience, mode="min"))
+    if t.progress:
+        callbacks.append(TQDMProgressBar(refresh_rate=max(1, t.log_every_n_steps // 2)))
+    logger = _logger(t.logger, out, cfg.name)
+    accel = t.accelerator
+    precision = t.precision
+    if precision == "auto":
+        precision = "bf16-mixed" if (accel in ("auto", "gpu", "cuda") and torch.cuda.is_available()) else "32-true"
+    trainer = pl.Trainer(
+        accelerator=accel, devices=t.devices, num_nodes=t.num_nodes, strategy=t.strategy, precision=precision,
+        max_epochs=t.max_epochs, max_steps=t.max_steps,
+        max_time={"minutes": t.max_time_minutes} if t.max_time_minutes else None,
+        callbacks=callbacks, logger=logger, log_every_n_steps=t.log_every_n_steps,
+        check_val_every_n_epoch=t.val_every_n_epochs, inference_mode=False, use_distributed_sampler=False,
+        enable_progress_bar=t.progress, enable_model_summary=False, num_sanity_val_steps=0,
+        default_root_dir=str(out), deterministic=False,
+    )
+    start = time.time()
+    trainer.fit(module, train_dl, val_dl, ckpt_path=str(last) if resume else None)
+    if trainer.interrupted:
+        raise KeyboardInterrupt
+    if ema:
+        ema.swap_in(module)
+    rows = _read_rows(out / "metrics.csv")
+    best = min(rows, key=lambda r: r.get("val/loss", math.inf)) if rows else {}
+    model_dir = out / "model"
+    card = dict(card, epochs=len(rows), best_epoch=best.get("epoch"),
+                valid_metrics={k: v for k, v in best.items() if k.startswith("val/")},
+                wall_time_s=round(time.time() - start, 1))
+    if trainer.is_global_zero:
+        model.eval()
+        save_model(model.cpu(), model_dir, card=card, readme=readme.format(**card) if "{" in readme else readme,
+                   overwrite=True)
+        write_learning_curve(rows, out / "learning_curve.png", cfg.name)
+    return RunResult(out, model_dir, rows, best, time.time() - start)
+
+
+def _logger(kind: str, out: Path, name: str):
+    from lightning.pytorch import loggers
+
+    if kind == "csv":
+        return loggers.CSVLogger(str(out), name="logs", version="")
+    if kind == "tensorboard":
+        return loggers.TensorBoardLogger(str(out), name="logs", version="")
+    if kind == "wandb":
+        return loggers.WandbLogger(name=name, save_dir=str(out))
+    if kind in ("none", "", None):
+        return False
+    raise ConfigError(f"trainer.logger must be csv, tensorboard, wandb or none, got {kind!r}")
+
+
+def _read_rows(path: Path) -> list[dict]:
+    if not path.is_file():
+        return []
+    with open(path) as fh:
+        return [{k: (float(v) if k not in ("epoch", "step") else int(float(v))) for k, v in r.items() if v != ""}
+                for r in csv.DictReader(fh)]
+
+
+import lightning.pytorch as _pl  # noqa: E402  (the callback below needs the base class)
+
+
+class EpochCSV(_pl.Callback):
+    """``metrics.csv``: one row per validated epoch with every train/val metric (kept across resumes)."""
+
+    def __init__(self, path: Path, resume: bool):
+        self.path = Path(path)
+        self.rows = _read_rows(self.path) if resume else []
+        self.start = time.time()
+        self.offset = self.rows[-1]["wall_s"] if self.rows else 0.0
+
+    def on_validation_epoch_end(self, trainer, pl_module) -> None:
+        if trainer.sanity_checking or not trainer.is_global_zero:
+            return
+        m = {k: float(v) for k, v in trainer.callback_metrics.items()
+             if k.startswith(("train/", "val/")) and k != "train/step_loss"}
+        row = {"epoch": trainer.current_epoch, "step": trainer.global_step,
+               "wall_s": round(self.offset + time.time() - self.start, 2),
+               "lr": trainer.optimizers[0].param_groups[0]["lr"], **m}
+        self.rows = [r for r in self.rows if r["epoch"] < row["epoch"]] + [row]
+        keys = list(dict.fromkeys(k for r in self.rows for k in r))
+        tmp = self.path.with_suffix(".tmp")
+        with open(tmp, "w", newline="") as fh:
+            w = csv.DictWriter(fh, fieldnames=keys)
+            w.writeheader()
+            w.writerows(self.rows)
+        os.replace(tmp, self.path)
