@@ -207,6 +207,14 @@ def test_oc20_lmdb(tmp_path):
     assert roundtrip(s)[2].tags.tolist() == [0, 1, 2, 2]
     assert len(read_dataset(tmp_path / "a.lmdb")) == 2
 
+    from torch_geometric.data import Data
+
+    from training.data.oc20 import record_to_sample
+
+    legacy = Data.__new__(Data)  # OC20's files were pickled by PyG 1.x: attributes live in __dict__, no _store
+    legacy.__dict__.update(_oc20_record(0, as_dict=True), edge_index=None)
+    assert record_to_sample(pickle.loads(pickle.dumps(legacy)), "legacy").energy == pytest.approx(-0.5)
+
 
 def test_oc20_corrupt(tmp_path):
     pytest.importorskip("lmdb")
@@ -418,6 +426,7 @@ def test_qm9_real_molecules():
     methane = s[0]
     assert methane.energy == pytest.approx(-40.47893 * HARTREE)  # U0 of CH4 in the QM9 paper, Hartree
     assert methane.properties["alpha"] == pytest.approx(13.21)  # bohr^3
+    assert methane.properties["Cv"] == pytest.approx(6.469)  # cal/(mol K)
     assert methane.properties["gap"] == pytest.approx(0.5048 * HARTREE)
     assert s[2].properties["mu"] == pytest.approx(1.8511)  # water, Debye
     d = np.linalg.norm(methane.positions[1:] - methane.positions[0], axis=1)

@@ -31,7 +31,7 @@ QM9_PROPERTIES: dict[str, tuple[str, float, str]] = {
     "U": ("InternalEnergy_298K_au", HARTREE, "eV"),
     "H": ("Enthalphy_298K_au", HARTREE, "eV"),  # sic: the package's column name
     "G": ("GibbsFreeEnergy_298K_au", HARTREE, "eV"),
-    "cv": ("Heatcapacity_Cv_cal_mol_K", 1.0, "cal/(mol K)"),
+    "Cv": ("Heatcapacity_Cv_cal_mol_K", 1.0, "cal/(mol K)"),
     "A": ("RotA_GHz", 1.0, "GHz"),
     "B": ("RotB_GHz", 1.0, "GHz"),
     "C": ("RotC_GHz", 1.0, "GHz"),
