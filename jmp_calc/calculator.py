@@ -71,15 +71,19 @@ class JMPCalculator(Calculator):
         return self.potential.predict_many(atoms_list, batch_size=batch_size, properties=props, **kwargs)
 
     def calculate(self, atoms=None, properties=("energy",), system_changes=all_changes):
+        """One model call gives every property of the state (energy, free_energy, per-atom energies, forces, and
+        stress when the model is conservative and the structure periodic: the strain derivative comes from the
+        same backward pass), so ASE asking for another property of the same state never re-runs the model.
+        Only positions changed: the graph's index sets are reused (see :meth:`Potential.batch`)."""
         super().calculate(atoms, properties, system_changes)
-        props = set(properties) | {"energy", "forces"}
-        if "stress" in properties:
+        props = {"energy", "forces"}
+        stress_ok = "stress" in self.implemented_properties and bool(self.atoms.pbc.all())
+        if "stress" in properties and not stress_ok:
             if "stress" not in self.implemented_properties:
                 raise PropertyNotImplementedError(
                     "stress needs conservative forces: JMPCalculator(..., forces='conservative')")
-            if not self.atoms.pbc.all():
-                raise PropertyNotImplementedError("stress is only defined for structures periodic in 3 directions")
-        else:
-            props.discard("stress")
+            raise PropertyNotImplementedError("stress is only defined for structures periodic in 3 directions")
+        if stress_ok:
+            props.add("stress")
         (result,) = self.potential.predict([self.atoms], properties=tuple(props))
         self.results.update(result)

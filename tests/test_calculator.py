@@ -226,3 +226,28 @@ def test_deterministic_repeated_results():
     import torch
 
     assert not torch.are_deterministic_algorithms_enabled()  # global torch state restored
+
+
+def test_one_model_call_per_state_for_every_property(monkeypatch):
+    """energy, free_energy, energies, forces and stress of one state: one model call; an identical state given
+    to the potential again reuses its graphs; a moved atom rebuilds them."""
+    from ase.build import bulk
+
+    atoms = bulk("Cu", "fcc", a=3.6, cubic=True)
+    atoms.rattle(0.05, seed=3)
+    calc = JMPCalculator()  # embedded model: conservative, with stress
+    atoms.calc = calc
+    calls = []
+    real = calc.potential.predict_tensors
+    monkeypatch.setattr(calc.potential, "predict_tensors", lambda *a, **k: calls.append(1) or real(*a, **k))
+    e = atoms.get_potential_energy()
+    assert atoms.get_potential_energy(force_consistent=True) == e
+    assert atoms.get_potential_energies().sum() == pytest.approx(e, rel=1e-5)
+    atoms.get_forces()
+    atoms.get_stress()
+    assert len(calls) == 1
+    calc.potential.predict([atoms], properties=("energy",))
+    assert calc.potential.graph_reuses == 1
+    atoms.positions[0, 0] += 0.01
+    atoms.get_stress()
+    assert len(calls) == 3 and calc.potential.graph_reuses == 1
