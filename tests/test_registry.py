@@ -83,3 +83,18 @@ def test_list_models_and_download_cli(capsys):
     assert "CC-BY-NC" in capsys.readouterr().out
     r = subprocess.run([sys.executable, "-m", "jmp_calc.download", "jmp-s"], capture_output=True, text=True)
     assert r.returncode == 1 and "not published" in r.stderr
+
+
+def test_task_models_listed_and_unpublished_error(capsys):
+    from jmp_calc import list_models
+
+    rows = {r["name"]: r for r in list_models()}
+    for name in ("jmp-s-md22", "jmp-l-md22", "jmp-s-rmd17", "jmp-l-qm9-u0", "jmp-s-spice", "jmp-s-qmof"):
+        assert name in rows and "not published" in rows[name]["source"]
+        assert rows[name]["license"] == "CC-BY-NC 4.0"
+        entry = REGISTRY[name]
+        assert entry.revision is None and all(sha == "" for _, sha in entry.files) and entry.task
+    out = capsys.readouterr().out
+    assert "jmp-l-qm9-u0" in out
+    with pytest.raises(ModelNotAvailableError, match=r"python -m training.finetune --task md22-stachyose"):
+        load_model("jmp-s-md22")

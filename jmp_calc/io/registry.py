@@ -30,6 +30,7 @@ class ModelEntry:
     zero_shot: bool = False  #: pre-training heads, not fitted potentials: needs an explicit head= and warns
     published: bool = True
     where: str = ""  #: where to get the weights by hand when they are not on the Hub
+    task: str | None = None  #: fine-tuning task (``python -m training.finetune --task ...``) of a task model
 
 
 _JMP_NOTE = ("Original release: https://jmp-iclr-datasets.s3.amazonaws.com/{f} (CC-BY-NC 4.0). Download it and pass "
@@ -51,6 +52,27 @@ REGISTRY: dict[str, ModelEntry] = {
         where=_JMP_NOTE.format(f="jmp-l.pt")),
 }
 
+#: task models the training stack will publish (``python -m training.publish``): fine-tuned from the released
+#: JMP-S/L weights, hence CC-BY-NC 4.0. Not on the Hub yet: no revision or sha256 is known, loading one explains how
+#: to fine-tune it yourself.
+_TASK_MODELS = [  # (name, base, task, description)
+    ("jmp-s-md22", "jmp-s", "md22-stachyose", "JMP-S fine-tuned on MD22 stachyose (energy + conservative forces)"),
+    ("jmp-l-md22", "jmp-l", "md22-stachyose", "JMP-L fine-tuned on MD22 stachyose (energy + conservative forces)"),
+    ("jmp-s-rmd17", "jmp-s", "rmd17-aspirin", "JMP-S fine-tuned on rMD17 aspirin (energy + conservative forces)"),
+    ("jmp-l-qm9-u0", "jmp-l", "qm9-U0", "JMP-L fine-tuned on QM9 U0 (internal energy at 0 K, eV; no forces)"),
+    ("jmp-s-spice", "jmp-s", "spice-dipeptides", "JMP-S fine-tuned on SPICE dipeptides (energy + forces)"),
+    ("jmp-s-matbench-mp-e-form", "jmp-s", "matbench-mp_e_form",
+     "JMP-S fine-tuned on MatBench mp_e_form (formation energy per atom, eV/atom; property model)"),
+    ("jmp-s-qmof", "jmp-s", "qmof-bandgap", "JMP-S fine-tuned on QMOF band gaps (eV; property model)"),
+]
+for _name, _base, _task, _desc in _TASK_MODELS:
+    REGISTRY[_name] = ModelEntry(
+        name=_name, source="hub", license="CC-BY-NC 4.0", default_head=None, description=_desc,
+        repo_id=f"jmp-calc/{_name}", revision=None, files=(("model.safetensors", ""), ("config.json", "")),
+        published=False, task=_task,
+        where=(f"Fine-tune it yourself from the released {_base} weights (CC-BY-NC 4.0): python -m training.finetune "
+               f"--task {_task} --data-dir DATA --base {_base} --out DIR, then JMPCalculator('DIR')."))
+
 
 def get_entry(name: str) -> ModelEntry:
     try:
@@ -63,7 +85,7 @@ def get_entry(name: str) -> ModelEntry:
 def list_models(print_table: bool = True) -> list[dict]:
     """The registry as a list of dicts; prints a table unless ``print_table=False``."""
     rows = [{"name": e.name, "source": e.source if e.published else f"{e.source} (not published yet)",
-             "license": e.license, "default_head": e.default_head or "(choose: head=...)",
+             "license": e.license, "default_head": e.default_head or ("(choose: head=...)" if e.zero_shot else "(from the model card)"),
              "description": e.description} for e in REGISTRY.values()]
     if print_table:
         widths = {k: max(len(k), *(len(str(r[k])) for r in rows)) for k in rows[0]}
