@@ -148,8 +148,12 @@ def parse(argv=None):
 
 
 def build(args):
+    import lightning.pytorch as pl
+
     from .data import read_dataset
     from .tasks import get_task
+
+    pl.seed_everything(args.seed, verbose=False)  # new heads' initial weights are part of the run
 
     preset = None
     if args.task:

@@ -229,7 +229,7 @@ class JMPTrainModule(pl.LightningModule):
         loss, sums = self.compute(b, train=True)
         if not torch.isfinite(loss):
             names = sorted({self.tasks[int(t)].name for t in b.task})
-            raise TrainingError(f"non-finite loss ({float(loss)}) at step {self.global_step}, batch {batch_idx} "
+            raise TrainingError(f"non-finite loss ({float(loss.detach())}) at step {self.global_step}, batch {batch_idx} "
                                 f"of epoch {self.current_epoch}; datasets {names}; structures {b.sources[:4]}"
                                 f"{' ...' if len(b.sources) > 4 else ''}")
         self._accumulate("train", sums)

@@ -29,6 +29,9 @@ PRESETS = {"tiny": jconfig.tiny, "jmp_s": jconfig.jmp_s, "jmp_l": jconfig.jmp_l}
 
 def build(cfg: RunConfig):
     """Datasets, heads, model and loss specs of a pre-training run."""
+    import lightning.pytorch as pl
+
+    pl.seed_everything(cfg.seed, verbose=False)  # the model's initial weights are part of the run
     if cfg.model.preset not in PRESETS:
         raise ConfigError(f"model.preset must be one of {sorted(PRESETS)}, got {cfg.model.preset!r}")
     direct = any(d.forces == "direct" for d in cfg.datasets)

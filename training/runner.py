@@ -310,7 +310,7 @@ class EpochCSV(_pl.Callback):
         self.start = time.time()
         self.offset = self.rows[-1]["wall_s"] if self.rows else 0.0
 
-    def on_validation_epoch_end(self, trainer, pl_module) -> None:
+    def on_validation_end(self, trainer, pl_module) -> None:  # after the module logged this epoch's metrics
         if trainer.sanity_checking or not trainer.is_global_zero:
             return
         m = {k: float(v) for k, v in trainer.callback_metrics.items()

@@ -1,0 +1,248 @@
+"""The training stack end to end on tiny generated data: pre-train on two datasets, resume after a kill with the
+same result, fine-tune (pre-trained and from scratch), evaluate, publish (dry run), and its error handling."""
+
+from __future__ import annotations
+
+import csv
+import json
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+pytest.importorskip("lightning")
+
+from ase.build import bulk, fcc111, molecule  # noqa: E402
+from ase.calculators.emt import EMT  # noqa: E402
+from ase.io import write  # noqa: E402
+
+from training.batching import TemperatureSampler, temperature_weights  # noqa: E402
+from training.config import ConfigError, RunConfig, load_config  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _label(atoms):
+    atoms.calc = EMT()
+    atoms.get_potential_energy()
+    atoms.get_forces()
+    return atoms
+
+
+def _frames(kind: str, n: int, seed: int):
+    rng = np.random.default_rng(seed)
+    out = []
+    for i in range(n):
+        if kind == "slab":
+            a = fcc111("Cu", (2, 2, 2), vacuum=4.0)
+            a.set_tags([1] * 4 + [0] * 4)
+        elif kind == "bulk":
+            a = bulk(["Cu", "Ni", "Pd"][i % 3], cubic=False) * (2, 1, 1)
+            a.set_cell(a.cell * (1 + 0.02 * rng.standard_normal()), scale_atoms=True)
+        else:
+            a = molecule("CH4")
+        a.rattle(0.08, seed=int(rng.integers(1 << 30)))
+        out.append(_label(a))
+        if kind == "bulk":
+            out[-1].get_stress()
+    return out
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory):
+    d = tmp_path_factory.mktemp("data")
+    write(d / "slabs.extxyz", _frames("slab", 24, 0))
+    write(d / "bulk.extxyz", _frames("bulk", 24, 1))
+    write(d / "bulk_val.extxyz", _frames("bulk", 6, 2))
+    cfg = d / "pre.yaml"
+    cfg.write_text(
+        "name: tiny-pre\nout: OUT\nseed: 0\n"
+        "model: {preset: tiny, overrides: {edge_dropout: 0.1}, fit_scale_factors_batches: 2}\n"
+        "datasets:\n"
+        f"  - {{name: slabs, train: {d / 'slabs.extxyz'}, graph: {{cutoff: 4.5, max_neighbors: 12}}}}\n"
+        f"  - {{name: bulk, train: {d / 'bulk.extxyz'}, graph: {{cutoff: 4.5, max_neighbors: 12}}}}\n"
+        "sampling: {temperature: 2.0}\noptim: {lr: 1.0e-3, warmup_steps: 4}\n"
+        "trainer: {max_epochs: 2, batch_size: 4, checkpoint_every_n_steps: 2, progress: false, threads: 1}\n")
+    return d
+
+
+def _run(args, **kw):
+    return subprocess.run([sys.executable, *args], cwd=ROOT, capture_output=True, text=True, **kw)
+
+
+def _rows(path):
+    with open(path) as fh:
+        return list(csv.DictReader(fh))
+
+
+def test_temperature_sampling_is_deterministic_shardable_and_resumable():
+    w = temperature_weights([100, 1], 2.0)
+    assert np.allclose(w, np.array([10, 1]) / 11)
+    s = TemperatureSampler([30, 10], temperature=2.0, seed=3)
+    s.set_epoch(1)
+    a = list(s)
+    assert a == list(s) and len(a) == 40 and set(a) <= set(range(40))
+    s.set_epoch(2)
+    assert list(s) != a
+    r0 = TemperatureSampler([30, 10], seed=3, num_replicas=2, rank=0)
+    r1 = TemperatureSampler([30, 10], seed=3, num_replicas=2, rank=1)
+    for r in (r0, r1):
+        r.set_epoch(1)
+    assert sorted(list(r0) + list(r1)) == sorted(a)
+    s.set_epoch(1)
+    s.skip(12, epoch=1)
+    assert list(s) == a[12:]
+    assert list(s) == a  # the skip applies once
+
+
+def test_config_errors_name_the_key(tmp_path):
+    p = tmp_path / "c.yaml"
+    p.write_text("name: x\nout: y\ndatasets: [{name: a, train: t.xyz, forse_weight: 3}]\n")
+    with pytest.raises(ConfigError, match="datasets.0.forse_weight"):
+        load_config(p)
+    with pytest.raises(ConfigError, match="missing key"):
+        RunConfig.from_dict({"name": "x", "datasets": [{"name": "a"}]})
+
+
+def test_pretrain_killed_and_resumed_matches_uninterrupted(data, tmp_path):
+    cfg = str(data / "pre.yaml")
+    ref, cut = tmp_path / "ref", tmp_path / "cut"
+    r = _run(["-m", "training.pretrain", cfg, f"out={ref}"], timeout=300)
+    assert r.returncode == 0, r.stderr[-2000:]
+    p = subprocess.Popen([sys.executable, "-m", "training.pretrain", cfg, f"out={cut}"], cwd=ROOT,
+                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    last = cut / "checkpoints" / "last.ckpt"
+    t0 = time.time()
+    while not last.exists() and p.poll() is None and time.time() - t0 < 200:
+        time.sleep(0.05)
+    p.send_signal(signal.SIGKILL)  # killed somewhere after its first checkpoint
+    p.wait()
+    r = _run(["-m", "training.pretrain", cfg, f"out={cut}"], timeout=300)
+    assert r.returncode == 2 and "--resume" in r.stderr  # refuses to overwrite a run
+    r = _run(["-m", "training.pretrain", cfg, f"out={cut}", "--resume"], timeout=300)
+    assert r.returncode == 0, r.stderr[-2000:]
+    a, b = _rows(ref / "metrics.csv"), _rows(cut / "metrics.csv")
+    assert len(a) == len(b) == 2
+    for x, y in zip(a, b):
+        assert float(x["val/loss"]) == pytest.approx(float(y["val/loss"]), rel=1e-6)
+        assert float(x["train/loss"]) == pytest.approx(float(y["train/loss"]), rel=1e-6)
+    from safetensors.torch import load_file
+
+    wa, wb = load_file(ref / "model" / "model.safetensors"), load_file(cut / "model" / "model.safetensors")
+    assert max(float((wa[k] - wb[k]).abs().max()) for k in wa) < 1e-6
+    card = json.loads((ref / "model" / "config.json").read_text())
+    assert [h["name"] for h in card["heads"]] == ["slabs", "bulk"]
+    assert (ref / "learning_curve.png").stat().st_size > 1000
+
+
+@pytest.fixture(scope="module")
+def pretrained(data, tmp_path_factory):
+    out = tmp_path_factory.mktemp("pre") / "run"
+    from training.pretrain import main
+
+    assert main([str(data / "pre.yaml"), f"out={out}", "trainer.max_epochs=1"]) == 0
+    return out / "model"
+
+
+@pytest.mark.parametrize("scratch", [False, True])
+def test_finetune_and_load_in_calculator(data, pretrained, tmp_path, scratch):
+    from jmp_calc import JMPCalculator
+    from training.finetune import main
+
+    out = tmp_path / ("scratch" if scratch else "ft")
+    args = ["--base", str(pretrained), "--train", str(data / "bulk.extxyz"), "--valid", str(data / "bulk_val.extxyz"),
+            "--test", str(data / "bulk_val.extxyz"), "--out", str(out), "--targets", "energy,forces,stress",
+            "--epochs", "2", "--batch-size", "6", "--no-progress", "--threads", "1", "--lr", "1e-3"]
+    assert main(args + (["--from-scratch"] if scratch else [])) == 0
+    rows = _rows(out / "metrics.csv")
+    assert [int(r["epoch"]) for r in rows] == [0, 1]
+    for key in ("train/energy/forces", "val/energy/forces", "val/energy/energy", "val/energy/stress"):
+        assert np.isfinite(float(rows[-1][key]))
+    assert (out / "learning_curve.png").stat().st_size > 1000
+    cfg = json.loads((out / "model" / "config.json").read_text())
+    assert cfg["card"]["trained_from"] == ("scratch" if scratch else f"fine-tuned from {pretrained}")
+    assert cfg["card"]["forces"] == {"energy": "conservative"} and cfg["card"]["default_head"] == "energy"
+    atoms = _frames("bulk", 1, 9)[0]
+    ref_e = atoms.get_potential_energy()
+    atoms.calc = JMPCalculator(out / "model")
+    e = atoms.get_potential_energy()
+    assert np.isfinite(e) and atoms.get_stress().shape == (6,)
+    assert abs(e - ref_e) / len(atoms) < 5.0  # atom references put it in the right range even after 2 epochs
+    test = json.loads((out / "test_metrics.json").read_text())
+    assert set(test) >= {"energy", "forces", "stress"}
+
+
+def test_finetune_transfers_the_backbone(pretrained):
+    from jmp_calc.io import load_model_dir
+    from jmp_calc.model import JMPModel
+    from training.finetune import transfer_backbone
+
+    base = load_model_dir(pretrained)
+    new = JMPModel(base.config, base.heads[:1])
+    n, fresh = transfer_backbone(base, new)
+    assert n > 50 and not fresh
+    for k, v in base.state_dict().items():
+        if k.startswith("backbone."):
+            assert (new.state_dict()[k] == v).all(), k
+
+
+def test_evaluate_and_publish_dry_run(data, pretrained, tmp_path):
+    r = _run(["-m", "training.evaluate", str(pretrained), str(data / "bulk_val.extxyz"), "--head", "bulk",
+              "--out", str(tmp_path / "ev")], timeout=120)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert "energy" in r.stdout and (tmp_path / "ev" / "parity.png").stat().st_size > 1000
+    from training.publish import main
+
+    stage = tmp_path / "stage"
+    assert main([str(pretrained), "--repo-id", "someone/tiny-pre", "--dry-run", str(stage)]) == 0
+    assert sorted(p.name for p in stage.iterdir()) == ["README.md", "config.json", "model.safetensors"]
+    assert "license:" in (stage / "README.md").read_text()
+
+
+def test_publish_uploads_with_the_hub_api(pretrained):
+    from training.publish import publish
+
+    calls = {}
+
+    class FakeApi:
+        def create_repo(self, repo_id, **kw):
+            calls["create"] = repo_id
+
+        def upload_folder(self, folder_path, repo_id, **kw):
+            calls["files"] = sorted(p.name for p in Path(folder_path).iterdir())
+            return type("Info", (), {"oid": "abc123"})()
+
+    entry = publish(pretrained, "org/tiny", api=FakeApi())
+    assert calls == {"create": "org/tiny", "files": ["README.md", "config.json", "model.safetensors"]}
+    assert entry["revision"] == "abc123" and len(entry["sha256"]) == 64
+
+
+def test_bad_runs_fail_early_with_one_line(data, tmp_path):
+    from training.finetune import main
+
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    base = ["--base", "jmp-mini-emt", "--train", str(data / "bulk.extxyz"), "--epochs", "1", "--no-progress"]
+    assert main(base + ["--out", str(blocker / "out")]) == 2  # unwritable output: before any training
+    bad = tmp_path / "bad.extxyz"
+    frames = _frames("bulk", 8, 5)
+    frames[3].calc.results["energy"] = float("inf")
+    write(bad, frames)
+    out = tmp_path / "nan"
+    code = main(["--base", "jmp-mini-emt", "--train", str(bad), "--valid", str(data / "bulk_val.extxyz"),
+                 "--out", str(out), "--epochs", "1", "--batch-size", "8", "--no-progress"])
+    assert code == 2
+    assert main(["--task", "qm9-U1", "--data-dir", str(tmp_path), "--base", "jmp-s", "--out", str(out)]) == 2
+
+
+def test_forty_task_presets():
+    from training.tasks import TASKS
+
+    fams = {}
+    for t in TASKS.values():
+        fams[t.family] = fams.get(t.family, 0) + 1
+    assert fams == {"qm9": 12, "rmd17": 10, "md22": 7, "spice": 2, "matbench": 8, "qmof": 1}
