@@ -102,3 +102,43 @@ def test_embed_shapes_and_batch_independence():
     y = embed(structs, batch_size=4)
     assert x.shape == (len(structs), 32)
     np.testing.assert_allclose(x, y, rtol=1e-5, atol=1e-6)
+
+
+def test_npt_volume_responds(calc):
+    from ase.md.velocitydistribution import MaxwellBoltzmannDistribution
+
+    from jmp_calc.simulate import run_md
+
+    squeezed = bulk("Cu", "fcc", a=3.45, cubic=True)  # compressed: positive pressure pushes the cell out
+    MaxwellBoltzmannDistribution(squeezed, temperature_K=300, rng=np.random.default_rng(0))
+    v0 = squeezed.get_volume()
+    (log,) = run_md([squeezed], calc, steps=30, timestep_fs=2.0, temperature_K=300, pressure_bar=0.0,
+                    taup_fs=100.0)
+    assert len(log["volume"]) == 31 and log["volume"][-1] > v0 * 1.02
+    with pytest.raises(ValueError, match="temperature"):
+        run_md([squeezed], calc, steps=1, pressure_bar=0.0)
+
+
+def test_pymatgen_structure_and_molecule_accepted(calc):
+    pytest.importorskip("pymatgen")
+    from pymatgen.core import Molecule, Structure
+    from pymatgen.io.ase import AseAtomsAdaptor
+
+    cu = bulk("Cu", "fcc", a=3.7, cubic=True)
+    cu.rattle(0.03, seed=5)
+    ref = calc.predict_many([cu])[0]
+    struct = AseAtomsAdaptor.get_structure(cu)
+    assert isinstance(struct, Structure)
+    (res,) = calc.predict_many([struct])
+    assert res["energy"] == pytest.approx(ref["energy"], rel=1e-12)
+    np.testing.assert_allclose(res["stress"], ref["stress"], atol=1e-12)
+    moved = cu.copy()
+    relax_many([moved], calc, fmax=0.05, steps=20)
+    (info,) = relax_many([struct], calc, fmax=0.05, steps=20)
+    assert info["energy"] == pytest.approx(moved.get_potential_energy(), rel=1e-10)
+    np.testing.assert_allclose(struct.cart_coords, moved.positions, atol=1e-8)
+    mol = Molecule(["Cu", "Cu", "Cu"], [[0, 0, 0], [2.4, 0, 0], [1.2, 2.0, 0]])
+    atoms = AseAtomsAdaptor.get_atoms(mol)
+    atoms.calc = calc
+    (res,) = calc.potential.predict([mol])
+    assert res["energy"] == pytest.approx(atoms.get_potential_energy(), rel=1e-12)

@@ -27,9 +27,31 @@ class _Cached(Calculator):
         (self.results,) = self.potential.predict([self.atoms], properties=self.props)
 
 
+def _as_atoms(obj):
+    if hasattr(obj, "get_positions"):
+        return obj
+    from pymatgen.io.ase import AseAtomsAdaptor
+
+    return AseAtomsAdaptor.get_atoms(obj)
+
+
+def _write_back(obj, atoms) -> None:
+    """Relaxed positions (and cell) into the pymatgen Structure/Molecule that was passed in."""
+    if hasattr(obj, "lattice"):
+        from pymatgen.core import Lattice
+
+        obj.lattice = Lattice(atoms.cell.array)
+        for i, site in enumerate(obj):
+            obj.replace(i, site.species, coords=atoms.positions[i], coords_are_cartesian=True)
+    else:
+        for i, site in enumerate(obj):
+            obj.replace(i, site.species, coords=atoms.positions[i])
+
+
 def relax_many(atoms_list, calc, fmax: float = 0.05, optimizer: str = "FIRE", cell: bool = False,
                steps: int = 500, optimizer_kwargs: dict | None = None, progress: bool | None = None):
-    """Relax every structure of ``atoms_list`` in place; returns a list of dicts (converged, steps, energy).
+    """Relax every structure of ``atoms_list`` (ASE Atoms, pymatgen Structure or Molecule) in place; returns a
+    list of dicts (converged, steps, energy).
 
     All active structures are evaluated together in one model call per step; converged ones drop out.
     ``cell=True`` relaxes the cell too, through ``FrechetCellFilter`` (needs a conservative model for stress).
@@ -40,6 +62,8 @@ def relax_many(atoms_list, calc, fmax: float = 0.05, optimizer: str = "FIRE", ce
     from ase.filters import FrechetCellFilter
     from tqdm import tqdm
 
+    originals = list(atoms_list)
+    atoms_list = [_as_atoms(a) for a in originals]  # pymatgen Structure/Molecule: relaxed copy, written back
     potential = calc.potential
     if cell and "stress" not in potential.implemented_properties:
         raise ValueError("cell relaxation needs stress: use a conservative model (forces='conservative')")
@@ -78,5 +102,8 @@ def relax_many(atoms_list, calc, fmax: float = 0.05, optimizer: str = "FIRE", ce
             bar.update(1)
         active = still
     bar.close()
+    for orig, atoms in zip(originals, atoms_list):
+        if orig is not atoms:
+            _write_back(orig, atoms)
     return [{"converged": converged[i], "steps": n_steps[i], "energy": atoms_list[i].get_potential_energy()}
             for i in range(len(atoms_list))]
