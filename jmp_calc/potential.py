@@ -137,25 +137,10 @@ class Potential:
 
     # ------------------------------------------------------------------ graphs
     def check(self, s) -> None:
-        n = len(s.numbers)
-        if n == 0:
-            raise InputError("the structure has no atoms")
-        if not np.all(np.isfinite(s.positions)):
-            raise InputError("positions contain NaN or inf")
-        if s.pbc.any() and not np.all(np.isfinite(s.cell)):
-            raise InputError("the cell contains NaN or inf")
-        bad = (s.numbers < 1) | (s.numbers > min(self.num_elements, 118))
-        if bad.any():
-            raise InputError(f"atomic numbers must be in 1..118; got {sorted(set(s.numbers[bad].tolist()))}")
-        if self.elements:
-            unseen = sorted(set(s.numbers.tolist()) - self.elements)
-            if unseen:
-                from ase.data import chemical_symbols
+        """Raise :class:`InputError` for a structure that cannot be evaluated (see :mod:`jmp_calc.validate`)."""
+        from .validate import check_structure
 
-                warnings.warn(f"elements {[chemical_symbols[z] for z in unseen]} were not in this model's training "
-                              "data: its predictions for them are not meaningful", RuntimeWarning, stacklevel=4)
-        if s.pbc.all() and abs(np.linalg.det(s.cell)) < 1e-6:
-            raise InputError("the cell is singular (zero volume) but the structure is periodic")
+        check_structure(s, self.num_elements, self.elements)
 
     def build_graphs(self, structures) -> list:
         out = []

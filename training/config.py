@@ -30,6 +30,7 @@ class DatasetConfig:
     test: str | None = None
     format: str | None = None  #: reader name (see training.data.FORMATS); None = from the file suffix
     reader: dict[str, Any] = field(default_factory=dict)  #: extra reader arguments (split=, energy_key=, ...)
+    val_reader: dict[str, Any] | None = None  #: reader arguments for val (default: reader), e.g. {split: val}
     val_fraction: float = 0.05  #: used when no val file is given: a seeded split of train
     max_train: int | None = None  #: use a seeded subset of at most this many training structures
     max_val: int | None = None

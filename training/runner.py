@@ -60,7 +60,7 @@ def load_split(d: DatasetConfig, seed: int):
         raise ConfigError(f"datasets[{d.name}].train is not set")
     train = read_dataset(d.train, format=d.format, **d.reader)
     if d.val:
-        val = read_dataset(d.val, format=d.format, **d.reader)
+        val = read_dataset(d.val, format=d.format, **(d.reader if d.val_reader is None else d.val_reader))
     else:
         n_val = max(1, int(round(len(train) * d.val_fraction)))
         perm = np.random.default_rng(seed).permutation(len(train))

@@ -52,7 +52,21 @@ def read_ase(path: str | Path, *, format: str | None = None, index: str | int | 
     if not Path(path).is_file():
         raise DataError(f"{path}: no such file")
     try:
-        frames = ase.io.read(path, index=index, format=format)
+        if path.endswith((".gz", ".bz2", ".xz")) and (format or ase.io.formats.filetype(path, read=False)) in (
+                "extxyz", "xyz"):
+            # ase seeks frame by frame; in a compressed stream every seek decompresses from the start (quadratic
+            # time: minutes for 10k frames). Decompress once into memory instead.
+            import bz2
+            import gzip
+            import io
+            import lzma
+
+            opener = {".gz": gzip.open, ".bz2": bz2.open, ".xz": lzma.open}[Path(path).suffix]
+            with opener(path, "rt") as fh:
+                text = io.StringIO(fh.read())
+            frames = ase.io.read(text, index=index, format="extxyz")
+        else:
+            frames = ase.io.read(path, index=index, format=format)
     except Exception as e:  # ase.io raises whatever its parsers raise (ValueError, IndexError, StopIteration ...)
         raise DataError(f"{path}: ase.io.read failed ({type(e).__name__}: {e})") from e
     if not isinstance(frames, list):

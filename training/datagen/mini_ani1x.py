@@ -1,0 +1,102 @@
+"""mini-ani1x (ANI-1x role): GFN2-xTB energies/forces of non-equilibrium conformers of QM9 *training-split* molecules.
+
+    python -m training.datagen.mini_ani1x --out data/mini/mini_ani1x --n 900 --seed 0
+
+One unit = one QM9 training molecule (drawn without replacement from the ``train`` ids of the fixed QM9 split, see
+qm9_split.py; val/test molecules are never used), starting from its QM9 (B3LYP) geometry:
+* ``--n-rattle`` frames with Gaussian displacements, sigma ~ U(0.02, 0.08) A per frame;
+* one Langevin MD snippet (tblite GFN2-xTB forces, T ~ U(500, 1000) K, friction 0.02 / fs, 1 fs step, Maxwell-
+  Boltzmann start), ``--md-steps`` steps sampled every ``--md-stride`` steps.
+info: smiles, molecule (qm9_<id>), qm9_index, sampling (rattle / md), temperature_K. Energies in eV (total xTB
+energy), forces in eV/A. Splits by molecule: 90 / 5 / 5 %.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import numpy as np
+
+from .common import assign_splits, command_line, langevin, run_chunked, single_point, unit_rng, xtb_calc
+
+DATASET = "mini-ani1x"
+METHOD = "GFN2-xTB (tblite 0.8 via tblite.ase.TBLite)"
+
+
+def molecule_frames(atoms, rng: np.random.Generator, n_rattle: int, md_steps: int, md_stride: int,
+                    t_range=(500.0, 1000.0), timestep_fs: float = 1.0):
+    calc = xtb_calc()
+    frames = []
+    for _ in range(n_rattle):
+        work = atoms.copy()
+        sigma = float(rng.uniform(0.02, 0.08))
+        work.positions += rng.normal(0.0, sigma, work.positions.shape)
+        try:
+            frames.append(single_point(work, calc, stress=False, sampling="rattle", rattle_sigma=round(sigma, 4)))
+        except Exception:  # noqa: BLE001 - SCF failure: drop the frame
+            pass
+    if md_steps > 0:
+        temp = float(rng.uniform(*t_range))
+        work = atoms.copy()
+        work.calc = calc
+        dyn = langevin(work, temp, timestep_fs, int(rng.integers(1 << 31)))
+        try:
+            for step in range(md_stride, md_steps + 1, md_stride):
+                dyn.run(md_stride)
+                frames.append(single_point(work, calc, stress=False, sampling="md", temperature_K=round(temp, 1),
+                                           md_time_fs=step * timestep_fs))
+        except Exception:  # noqa: BLE001 - SCF failure / blow-up: keep what we have
+            pass
+    return frames
+
+
+def qm9_train_units(n: int, seed: int, split_file: Path | None, stream: int):
+    """``n`` units, each a distinct QM9 training molecule (seeded draw), with 90/5/5 splits."""
+    from .qm9_split import load_qm9, train_ids
+
+    ids = np.asarray(train_ids(split_file, 0), dtype=np.int64)
+    if n > len(ids):
+        raise ValueError(f"only {len(ids)} QM9 training molecules")
+    chosen = ids[np.random.default_rng([seed, stream]).permutation(len(ids))[:n]]
+    splits = assign_splits(n, seed + stream)
+    df = load_qm9().set_index("Index", drop=False)
+    rows = df.loc[chosen]
+    return [{"id": i, "split": splits[i], "row": rows.iloc[i]} for i in range(n)]
+
+
+def generate(out: Path, n: int = 900, seed: int = 0, n_rattle: int = 3, md_steps: int = 24, md_stride: int = 6,
+             split_file: Path | None = None, chunk_size: int = 25, stop_after_chunks=None, progress: bool = True):
+    from .qm9_split import qm9_atoms
+
+    units = qm9_train_units(n, seed, split_file, stream=1)
+
+    def make(unit):
+        rng = unit_rng(seed, unit["id"])
+        return molecule_frames(qm9_atoms(unit["row"]), rng, n_rattle, md_steps, md_stride)
+
+    params = {"n": n, "seed": seed, "n_rattle": n_rattle, "md_steps": md_steps, "md_stride": md_stride, "version": 1}
+    return run_chunked(out, dataset=DATASET, units=units, make_frames=make, chunk_size=chunk_size, params=params,
+                       method=METHOD, desc="mini-ani1x xTB conformers", stop_after_chunks=stop_after_chunks,
+                       command=command_line("mini_ani1x", out, n=n, seed=seed, n_rattle=n_rattle, md_steps=md_steps,
+                                            md_stride=md_stride),
+                       progress=progress)
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--out", type=Path, required=True)
+    ap.add_argument("--n", type=int, default=900, help="number of QM9 training molecules")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--n-rattle", type=int, default=3)
+    ap.add_argument("--md-steps", type=int, default=24)
+    ap.add_argument("--md-stride", type=int, default=6)
+    ap.add_argument("--split-file", type=Path, default=None, help="qm9_split.json (default: recompute, seed 0)")
+    ap.add_argument("--chunk-size", type=int, default=25)
+    args = ap.parse_args(argv)
+    return generate(args.out, args.n, args.seed, args.n_rattle, args.md_steps, args.md_stride, args.split_file,
+                    args.chunk_size)
+
+
+if __name__ == "__main__":
+    main()
