@@ -1,0 +1,327 @@
+"""Mini-JMP experiment driver: fine-tune pre-trained vs from-scratch on every mini downstream task, and report.
+
+    python -m training.pretrain configs/mini_s.yaml                       # the pre-trained backbones (see configs/)
+    python -m training.pretrain configs/mini_l.yaml
+    python -m training.mini_jmp prepare                                   # task files -> runs/mini-tasks/
+    python -m training.mini_jmp finetune --base runs/jmp-mini-s/model --size s [--tasks ...] [--jobs 2]
+    python -m training.mini_jmp finetune --base runs/jmp-mini-l/model --size l --tasks rmd17-aspirin qm9-gap
+    python -m training.mini_jmp report                                    # examples/results/mini_jmp.md + PNGs
+
+Every task is fine-tuned twice per model size, once from the pre-trained backbone and once ``--from-scratch`` (same
+architecture, same epochs, same seed, same data; each with ``training.finetune``'s default learning rate for its
+mode), and evaluated on the task's held-out test split. Runs are skipped when their ``test_metrics.json`` exists, so an
+interrupted ``finetune`` continues where it stopped. The data are the mini-JMP sets of ``data/mini`` (see
+data/README.md): downstream tasks the pre-training never saw (other molecules, other sampling, materials).
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import os
+import subprocess
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+DATA = ROOT / "data" / "mini"
+TASK_DIR = ROOT / "runs" / "mini-tasks"
+RUNS = ROOT / "runs" / "mini-finetune"
+RESULTS = ROOT / "examples" / "results"
+
+
+@dataclass(frozen=True)
+class MiniTask:
+    name: str
+    family: str
+    targets: str  #: --targets of training.finetune
+    metric: str  #: the test metric reported (a key of test_metrics.json)
+    unit: str  #: unit of the reported metric (after ``scale``)
+    scale: float  #: factor from the stored unit (eV, eV/A, ...) to ``unit``
+    paper_role: str  #: the JMP task this one plays the role of
+    epochs: int = 10
+    batch_size: int = 8
+    max_train: int | None = None
+    pooling: str | None = None
+    forces: str = "direct"
+    extra: tuple[str, ...] = field(default_factory=tuple)
+
+
+RMD17_MOLECULES = ("aspirin", "ethanol", "malonaldehyde", "uracil")
+TASKS: dict[str, MiniTask] = {}
+for _m in RMD17_MOLECULES:
+    TASKS[f"rmd17-{_m}"] = MiniTask(f"rmd17-{_m}", "mini-rmd17", "energy,forces", "forces", "meV/A", 1000.0,
+                                    f"rMD17 {_m}", epochs=6, max_train=200)
+TASKS["md22-Ac-Ala3-NHMe"] = MiniTask("md22-Ac-Ala3-NHMe", "mini-md22", "energy,forces", "forces", "meV/A", 1000.0,
+                                      "MD22 Ac-Ala3-NHMe", epochs=6, max_train=150)
+TASKS["qm9-U0"] = MiniTask("qm9-U0", "qm9", "energy", "energy", "meV", 1000.0, "QM9 U0", epochs=6, batch_size=16,
+                           max_train=1000)
+TASKS["qm9-gap"] = MiniTask("qm9-gap", "qm9", "gap", "gap", "meV", 1000.0, "QM9 HOMO-LUMO gap", epochs=6,
+                            batch_size=16, max_train=1000, pooling="sum")
+TASKS["matbench-mixing"] = MiniTask("matbench-mixing", "mini-matbench", "mixing_energy_per_atom",
+                                    "mixing_energy_per_atom", "meV/atom", 1000.0, "MatBench mp_e_form", epochs=6,
+                                    batch_size=16, pooling="mean")
+#: the paper's test MAEs for the task each mini task plays the role of: (GN-OC-S scratch, JMP-S, GN-OC-L scratch,
+#: JMP-L), read from Tables 2-5 of Shoghi et al. (ICLR 2024) as reproduced in github.com/facebookresearch/JMP
+#: (README "Results", images/README/{qm9,rmd17,large_molecules,materials}.png @ 937b148). rMD17/MD22: force MAE
+#: (meV/A); QM9: meV; MatBench mp_e_form: meV/atom (fold 0).
+PAPER = {
+    "rmd17-aspirin": (24.3, 6.7, 24.7, 5.1), "rmd17-ethanol": (13.0, 2.8, 13.3, 2.0),
+    "rmd17-malonaldehyde": (21.1, 5.3, 25.7, 4.0), "rmd17-uracil": (12.0, 4.0, 12.9, 2.5),
+    "md22-Ac-Ala3-NHMe": (5.07, 2.64, 6.27, 1.92), "qm9-U0": (7.2, 3.3, 9.4, 2.9), "qm9-gap": (38.5, 23.1, 40.6, 19.1),
+    "matbench-mixing": (31.4, 13.6, 33.1, 10.3),
+}
+QM9_SIZES = {"train": 1500, "val": 200, "test": 1000}
+
+
+def _write(frames, path: Path) -> None:
+    from ase.io import write
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp.extxyz")
+    write(tmp, frames, format="extxyz")
+    os.replace(tmp, path)
+
+
+def _read_gz(path: Path):
+    import gzip
+    import io
+
+    from ase.io import read
+
+    with gzip.open(path, "rt") as fh:
+        return read(io.StringIO(fh.read()), index=":", format="extxyz")
+
+
+def prepare(out: Path = TASK_DIR) -> None:
+    """Per-task train/val/test extxyz files from data/mini (rMD17/MD22 molecules split out, QM9 subsets)."""
+    import numpy as np
+
+    for family, names in (("mini_rmd17", RMD17_MOLECULES), ("mini_md22", ("Ac-Ala3-NHMe",))):
+        if not (DATA / family / "test.extxyz.gz").exists():
+            print(f"{family}: not generated yet (python -m training.datagen.all --out data/mini), skipped")
+            continue
+        prefix = "rmd17" if family == "mini_rmd17" else "md22"
+        if all((out / f"{prefix}-{n}" / "test.extxyz").exists() for n in names):
+            continue
+        for split in ("train", "val", "test"):
+            frames = _read_gz(DATA / family / f"{split}.extxyz.gz")
+            for n in names:
+                sel = [a for a in frames if a.info.get("molecule") == n]
+                if not sel:
+                    raise SystemExit(f"{family}/{split}: no frames of molecule {n}")
+                _write(sel, out / f"{prefix}-{n}" / f"{split}.extxyz")
+        print(f"{family}: {', '.join(names)} -> {out}")
+    qm9 = out / "qm9"
+    if not (qm9 / "test.extxyz").exists():
+        from .data.qm9 import read_qm9
+
+        split_ids = json.loads((DATA / "qm9_split.json").read_text())
+        allq = read_qm9()
+        index = {int(allq[k].source.split(":")[1]): k for k in range(len(allq))}  # QM9 id -> position
+        rng = np.random.default_rng(0)
+        for split, n in QM9_SIZES.items():
+            ids = np.asarray(split_ids[split])
+            pick = np.sort(rng.choice(ids, size=n, replace=False))
+            frames = []
+            for qid in pick:
+                s = allq[index[int(qid)]]
+                a = s.to_atoms()
+                a.info["qm9_index"] = int(qid)
+                frames.append(a)
+            _write(frames, qm9 / f"{split}.extxyz")
+        print(f"qm9: {QM9_SIZES} from the fixed split (data/mini/qm9_split.json) -> {qm9}")
+
+
+def task_files(task: MiniTask) -> dict[str, Path]:
+    if task.family == "mini-matbench":
+        d = DATA / "mini_matbench"
+        return {k: d / f"{k}.extxyz.gz" for k in ("train", "val", "test")}
+    d = TASK_DIR / ("qm9" if task.family == "qm9" else task.name)
+    return {k: d / f"{k}.extxyz" for k in ("train", "val", "test")}
+
+
+def run_dir(task: str, size: str, mode: str, seed: int) -> Path:
+    return RUNS / f"{task}__{size}__{mode}__seed{seed}"
+
+
+def finetune_command(task: MiniTask, base: str, size: str, mode: str, seed: int, threads: int) -> list[str]:
+    f = task_files(task)
+    out = run_dir(task.name, size, mode, seed)
+    cmd = [sys.executable, "-m", "training.finetune", "--base", base, "--train", str(f["train"]),
+           "--valid", str(f["val"]), "--test", str(f["test"]), "--out", str(out), "--targets", task.targets,
+           "--forces", task.forces, "--epochs", str(task.epochs), "--warmup-epochs", "1",
+           "--cosine-epochs", str(task.epochs), "--seed", str(seed), "--batch-size", str(task.batch_size),
+           "--threads", str(threads), "--no-progress", "--name", f"jmp-mini-{size}-{task.name}"
+           + ("-scratch" if mode == "scratch" else ""), "--level-of-theory", _theory(task)]
+    if mode == "scratch":
+        cmd.append("--from-scratch")
+    if task.max_train:
+        cmd += ["--max-train", str(task.max_train)]
+    if task.pooling:
+        cmd += ["--pooling", task.pooling]
+    return cmd + list(task.extra)
+
+
+def _theory(task: MiniTask) -> str:
+    return {"qm9": "B3LYP/6-31G(2df,p) (QM9)", "mini-matbench": "ASE EMT"}.get(task.family, "GFN2-xTB")
+
+
+def finetune(base: str, size: str, tasks: list[str], seeds: list[int], jobs: int, threads: int,
+             modes=("pretrained", "scratch")) -> None:
+    todo = []
+    for name in tasks:
+        for seed in seeds:
+            for mode in modes:
+                out = run_dir(name, size, mode, seed)
+                if (out / "test_metrics.json").exists():
+                    print(f"skip {out.name} (done)")
+                    continue
+                todo.append((TASKS[name], mode, seed, out))
+
+    def one(item):
+        task, mode, seed, out = item
+        out.mkdir(parents=True, exist_ok=True)
+        cmd = finetune_command(task, base, size, mode, seed, threads)
+        if (out / "checkpoints").exists():
+            cmd.append("--resume")
+        t0 = time.time()
+        env = {**os.environ, "OMP_NUM_THREADS": str(threads)}
+        with open(out / "log.txt", "a") as log:
+            rc = subprocess.call(cmd, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT, env=env)
+        print(f"{out.name}: {'ok' if rc == 0 else f'FAILED rc={rc} (see {out}/log.txt)'} in {time.time() - t0:.0f} s",
+              flush=True)
+        return rc
+
+    with ThreadPoolExecutor(max_workers=jobs) as pool:
+        rcs = list(pool.map(one, todo))
+    if any(rcs):
+        raise SystemExit(1)
+
+
+def _curve(out: Path, metric: str):
+    rows = list(csv.DictReader(open(out / "metrics.csv")))
+    key = next((k for k in rows[0] if k.startswith("val/") and k.endswith("/" + metric)), None)
+    if key is None:
+        return [], [], []
+    ep, wall, val = [], [], []
+    for r in rows:
+        if r.get(key) not in (None, ""):
+            ep.append(int(r["epoch"]) + 1)
+            wall.append(float(r["wall_s"]))
+            val.append(float(r[key]))
+    return ep, wall, val
+
+
+def collect(sizes=("s", "l"), seeds=(0,)) -> list[dict]:
+    rows = []
+    for name, task in TASKS.items():
+        for size in sizes:
+            res = {}
+            for mode in ("pretrained", "scratch"):
+                out = run_dir(name, size, mode, seeds[0])
+                if not (out / "test_metrics.json").exists():
+                    break
+                tm = json.loads((out / "test_metrics.json").read_text())
+                ep, wall, val = _curve(out, task.metric)
+                res[mode] = {"test": tm[task.metric]["mae"] * task.scale, "epochs": ep, "wall": wall, "val": val,
+                             "energy": tm.get("energy", {}).get("mae") if task.metric == "forces" else None}
+            if len(res) < 2:
+                continue
+            pre, scr = res["pretrained"], res["scratch"]
+            best_scratch = min(scr["val"])
+            reach = next((i for i, v in enumerate(pre["val"]) if v <= best_scratch), None)
+            rows.append({
+                "task": name, "size": size, "role": task.paper_role, "metric": task.metric, "unit": task.unit,
+                "pretrained": pre["test"], "scratch": scr["test"],
+                "improvement_pct": 100.0 * (1 - pre["test"] / scr["test"]),
+                "pre_energy_meV": None if pre["energy"] is None else pre["energy"] * 1000,
+                "scratch_energy_meV": None if scr["energy"] is None else scr["energy"] * 1000,
+                "scratch_best_epoch": int(scr["epochs"][scr["val"].index(best_scratch)]),
+                "pre_reach_epoch": None if reach is None else pre["epochs"][reach],
+                "speedup_epochs": None if reach is None else scr["epochs"][scr["val"].index(best_scratch)] / pre["epochs"][reach],
+                "pre_reach_wall_s": None if reach is None else pre["wall"][reach],
+                "scratch_best_wall_s": scr["wall"][scr["val"].index(best_scratch)],
+                "curves": {"pretrained": [pre["epochs"], pre["val"]], "scratch": [scr["epochs"], scr["val"]]},
+            })
+    return rows
+
+
+def report(out: Path = RESULTS) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    rows = collect()
+    if not rows:
+        raise SystemExit("no finished pairs of runs under runs/mini-finetune (run `finetune` first)")
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "mini_jmp_results.json").write_text(json.dumps(rows, indent=1) + "\n")
+    lines = ["| task (plays the role of) | size | test MAE pre-trained | test MAE scratch | improvement | "
+             "epoch pre-trained reaches scratch's best val | speed-up (epochs) |",
+             "|---|---|---|---|---|---|---|"]
+    for r in rows:
+        reach = "never" if r["pre_reach_epoch"] is None else f"{r['pre_reach_epoch']} (scratch best: {r['scratch_best_epoch']})"
+        sp = "-" if r["speedup_epochs"] is None else f"{r['speedup_epochs']:.1f}x"
+        lines.append(f"| {r['task']} ({r['role']}) | {r['size'].upper()} | {r['pretrained']:.1f} {r['unit']} | "
+                     f"{r['scratch']:.1f} {r['unit']} | {r['improvement_pct']:+.0f} % | {reach} | {sp} |")
+    imps = [r["improvement_pct"] for r in rows if r["size"] == "s"]
+    if imps:
+        lines.append(f"\nMean improvement over {len(imps)} tasks (S): {np.mean(imps):+.1f} %")
+    (out / "mini_jmp_table.md").write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
+    n = len(rows)
+    cols = min(4, n)
+    fig, axes = plt.subplots((n + cols - 1) // cols, cols, figsize=(4 * cols, 3.2 * ((n + cols - 1) // cols)),
+                             squeeze=False)
+    for ax, r in zip(axes.flat, rows):
+        for mode, style in (("pretrained", "-o"), ("scratch", "--s")):
+            ep, val = r["curves"][mode]
+            ax.plot(ep, np.asarray(val) * TASKS[r["task"]].scale, style, ms=3, label=mode)
+        ax.set_yscale("log")
+        ax.set_title(f"{r['task']} ({r['size'].upper()})", fontsize=9)
+        ax.set_xlabel("epoch")
+        ax.set_ylabel(f"val MAE {r['metric']} ({r['unit']})", fontsize=8)
+        ax.legend(fontsize=7)
+    for ax in list(axes.flat)[n:]:
+        ax.axis("off")
+    fig.tight_layout()
+    fig.savefig(out / "mini_jmp_learning_curves.png", dpi=110)
+    print(f"wrote {out / 'mini_jmp_table.md'}, {out / 'mini_jmp_learning_curves.png'}")
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m training.mini_jmp", description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = ap.add_subparsers(dest="cmd", required=True)
+    sub.add_parser("prepare")
+    f = sub.add_parser("finetune")
+    f.add_argument("--base", required=True, help="pre-trained model directory (OUT/model of training.pretrain)")
+    f.add_argument("--size", required=True, help="label of the model size (s, l)")
+    f.add_argument("--tasks", nargs="*", default=list(TASKS), choices=list(TASKS))
+    f.add_argument("--seeds", nargs="*", type=int, default=[0])
+    f.add_argument("--jobs", type=int, default=1, help="runs in parallel")
+    f.add_argument("--threads", type=int, default=1, help="torch threads per run")
+    f.add_argument("--modes", nargs="*", default=["pretrained", "scratch"], choices=["pretrained", "scratch"],
+                   help="scratch runs only use BASE's architecture and graph settings, so they can run before the "
+                        "pre-training has finished (any model directory of the same architecture gives the same run)")
+    sub.add_parser("report")
+    args = ap.parse_args(argv)
+    if args.cmd == "prepare":
+        prepare()
+    elif args.cmd == "finetune":
+        prepare()
+        finetune(args.base, args.size, args.tasks, args.seeds, args.jobs, args.threads, args.modes)
+    else:
+        report()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
