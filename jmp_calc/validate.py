@@ -78,17 +78,13 @@ def check_structure(s, num_elements: int, elements=(), stacklevel: int = 5) -> N
 
 
 def _check_distances(positions, cell, pbc) -> None:
-    from vesin import NeighborList
-
+    from .graph.neighbors import vesin_pairs
     from .potential import InputError
 
     if len(positions) < 2 and not pbc.any():
         return
     # a 0.5 A search is as fast as the main graph's; very small cutoffs make vesin's cell list slow
-    box = np.asarray(cell, dtype=np.float64) if pbc.any() else np.zeros((3, 3))
-    i, j, d = NeighborList(cutoff=0.5, full_list=False).compute(
-        np.ascontiguousarray(positions, dtype=np.float64), box, pbc.tolist() if pbc.any() else False,
-        quantities="ijd")
+    i, j, d = vesin_pairs(positions, cell, pbc, 0.5, full_list=False, quantities="ijd")
     close = d < MIN_PAIR_DISTANCE
     if close.any():
         k = int(np.argmin(d))

@@ -67,7 +67,8 @@ class JMPModel(nn.Module):
     def head_index(self, name: str | int) -> int:
         if isinstance(name, int):
             if not 0 <= name < len(self.heads):
-                raise ValueError(f"head index {name} out of range (model has {len(self.heads)} heads)")
+                raise ValueError(f"head index {name} out of range; this model has heads {self.head_names} "
+                                 f"(indices 0..{len(self.heads) - 1})")
             return name
         try:
             return self.head_names.index(name)
