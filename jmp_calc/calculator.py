@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import collections
 import warnings
 
 import numpy as np
 
 from ase.calculators.calculator import Calculator, PropertyNotImplementedError, all_changes
 
+from .graph.structures import as_structure
 from .potential import Potential
 
 __all__ = ["JMPCalculator", "list_models"]
@@ -18,6 +20,22 @@ def list_models(print_table: bool = True):
     from .io.registry import list_models as _list
 
     return _list(print_table)
+
+
+class _PeriodicTap:
+    """Iterates over ``items`` as :class:`Structure`, noting for each whether it is periodic in 3 directions."""
+
+    def __init__(self, items):
+        self.items, self.periodic = items, collections.deque()
+
+    def __len__(self) -> int:
+        return len(self.items)  # TypeError for generators: no total for the progress bar
+
+    def __iter__(self):
+        for obj in self.items:
+            s = as_structure(obj)
+            self.periodic.append(bool(np.all(s.pbc)))
+            yield s
 
 
 class JMPCalculator(Calculator):
@@ -63,12 +81,23 @@ class JMPCalculator(Calculator):
         return self.potential.model
 
     def predict_many(self, atoms_list, batch_size: int | None = None, **kwargs) -> list[dict]:
-        """Energy/forces (and stress for conservative models) of many structures, batched; see
-        :meth:`jmp_calc.potential.Potential.predict_many`. Returns one dict of numpy arrays per structure."""
-        periodic = all(bool(np.all(a.pbc)) for a in atoms_list)
-        props = ("energy", "forces", "stress") if periodic and "stress" in self.implemented_properties \
-            else ("energy", "forces")
-        return self.potential.predict_many(atoms_list, batch_size=batch_size, properties=props, **kwargs)
+        """Energy/forces (and stress of 3D-periodic structures, for conservative models) of many structures,
+        batched: ``list(iter_predict(...))``; see :meth:`jmp_calc.potential.Potential.predict_many`. Returns one
+        dict of numpy arrays per structure."""
+        return list(self.iter_predict(atoms_list, batch_size=batch_size, **kwargs))
+
+    def iter_predict(self, atoms_iter, batch_size: int | None = None, **kwargs):
+        """:meth:`predict_many` for any iterable of structures (e.g. ``ase.io.iread(path)``), lazily: results are
+        yielded in input order as batches finish, and a batch is read only when the previous one's results have
+        been consumed, so memory does not grow with the number of structures. Options as
+        :meth:`jmp_calc.potential.Potential.iter_predict`."""
+        stress = "stress" in self.implemented_properties
+        props = ("energy", "forces", "stress") if stress else ("energy", "forces")
+        tap = _PeriodicTap(atoms_iter)
+        for result in self.potential.iter_predict(tap, batch_size=batch_size, properties=props, **kwargs):
+            if not tap.periodic.popleft():  # stress is defined for cells periodic in 3 directions only
+                result.pop("stress", None)
+            yield result
 
     def calculate(self, atoms=None, properties=("energy",), system_changes=all_changes):
         """One model call gives every property of the state (energy, free_energy, per-atom energies, forces, and

@@ -33,9 +33,23 @@ def resolve_device(device) -> torch.device:
     try:
         dev = torch.device(device)
     except (RuntimeError, TypeError) as exc:
-        raise InputError(f"invalid device {device!r}: {exc}") from None
+        raise InputError(f"invalid device {device!r}: {exc}; use 'auto', 'cpu' or 'cuda[:N]'") from None
     if dev.type == "cuda" and not torch.cuda.is_available():
         raise InputError(f"device {device!r} requested but CUDA is not available; use device='cpu' or 'auto'")
+    if dev.type == "cuda" and dev.index is not None and dev.index >= torch.cuda.device_count():
+        raise InputError(f"device {device!r} requested but this machine has {torch.cuda.device_count()} CUDA "
+                         f"device(s) (cuda:0..cuda:{torch.cuda.device_count() - 1})")
+    if dev.type == "meta":
+        raise InputError("device 'meta' holds no data and cannot evaluate a model; use 'auto', 'cpu' or 'cuda[:N]'")
+    # a device type torch knows but this build or machine lacks (mps, xla, xpu, ...) would otherwise fail deep
+    # inside Module.to() or at the first kernel
+    try:
+        torch.empty(1, device=dev)
+    except Exception as exc:  # noqa: BLE001 (torch raises RuntimeError, AssertionError, ImportError, ...)
+        why = (str(exc).splitlines() or [""])[0]
+        why = f" ({why})" if 0 < len(why) <= 100 else ""
+        raise InputError(f"device {device!r} is not available in this PyTorch build or on this machine{why}; use "
+                         "'auto', 'cpu' or 'cuda[:N]'") from None
     return dev
 
 
@@ -233,40 +247,51 @@ class Potential:
     def predict_many(self, structures, *, batch_size: int | None = None, max_atoms: int | None = None,
                      max_edges: int | None = None, properties=("energy", "forces"), progress: bool | None = None
                      ) -> list[dict]:
-        """Predictions for many structures of mixed sizes, one model call per batch.
+        """Predictions for many structures of mixed sizes, one model call per batch: ``list(iter_predict(...))``.
 
         Batches are consecutive structures bounded by ``batch_size`` structures, ``max_atoms`` atoms and
         ``max_edges`` main-graph edges (defaults: 4,000 atoms / 120,000 edges on CPU, 10x that on GPU), so memory
         stays bounded however long the list; graphs are built batch by batch. A progress bar is shown for long
         lists (``progress=None``: more than 200 structures).
         """
-        structures = list(structures)
+        return list(self.iter_predict(structures, batch_size=batch_size, max_atoms=max_atoms, max_edges=max_edges,
+                                      properties=properties, progress=progress))
+
+    def iter_predict(self, structures, *, batch_size: int | None = None, max_atoms: int | None = None,
+                     max_edges: int | None = None, properties=("energy", "forces"), progress: bool | None = None):
+        """Like :meth:`predict_many`, lazily: ``structures`` may be any iterable (a generator reading a file), a
+        batch is read from it only when the previous batch's results have been consumed, and one dict per
+        structure is yielded in input order. Memory is that of one batch, whatever the number of structures."""
         gpu = self.device.type == "cuda"
         max_atoms = max_atoms or (40_000 if gpu else 4_000)
         max_edges = max_edges or (1_200_000 if gpu else 120_000)
-        batch_size = batch_size or len(structures) or 1
-        show = progress if progress is not None else len(structures) > 200
+        try:
+            total = len(structures)
+        except TypeError:  # a generator
+            total = None
+        show = progress if progress is not None else (total or 0) > 200
         from tqdm import tqdm
 
-        bar = tqdm(total=len(structures), desc="predict_many", unit="struct", disable=not show)
-        results: list[dict] = []
-        i = 0
-        while i < len(structures):
-            chunk, graphs, n_atoms, n_edges = [], [], 0, 0
-            while i < len(structures) and len(chunk) < batch_size:
-                s = as_structure(structures[i])
+        bar = tqdm(total=total, desc="predict_many", unit="struct", disable=not show)
+        chunk, graphs, n_atoms, n_edges = [], [], 0, 0
+        try:
+            for obj in structures:
+                s = as_structure(obj)
                 (g,) = self.build_graphs([s])
-                if chunk and (n_atoms + g.n_atoms > max_atoms or n_edges + len(g.main) > max_edges):
-                    break
+                if chunk and ((batch_size is not None and len(chunk) >= batch_size) or
+                              n_atoms + g.n_atoms > max_atoms or n_edges + len(g.main) > max_edges):
+                    yield from self.predict(chunk, properties=properties, graphs=graphs)
+                    bar.update(len(chunk))
+                    chunk, graphs, n_atoms, n_edges = [], [], 0, 0
                 chunk.append(s)
                 graphs.append(g)
                 n_atoms += g.n_atoms
                 n_edges += len(g.main)
-                i += 1
-            results += self.predict(chunk, properties=properties, graphs=graphs)
-            bar.update(len(chunk))
-        bar.close()
-        return results
+            if chunk:
+                yield from self.predict(chunk, properties=properties, graphs=graphs)
+                bar.update(len(chunk))
+        finally:
+            bar.close()
 
     def _split(self, g: GraphBatch, result: dict) -> list[dict]:
         counts = g.natoms.tolist()

@@ -388,6 +388,36 @@ def test_ase_keys_and_errors(tmp_path):
         read_ase(odd, stress_key="REF_stress")
 
 
+@pytest.mark.parametrize("name, frame1, message", [
+    ("short_line", "H 0 0 0 1 0\nH 0 0 0.74 -1 0 0\n",
+     r"short_line\.extxyz: frame 1, atom 0 \(line 7\): 6 columns, Properties=species:S:1:pos:R:3:forces:R:3 "
+     r"declares 7"),
+    ("extra_column", "H 0 0 0 1 0 0 9\nH 0 0 0.74 -1 0 0\n",  # ase would drop the 9 silently
+     r"extra_column\.extxyz: frame 1, atom 0 \(line 7\): 8 columns"),
+    ("count_too_big", "H 0 0 0 1 0 0\n", r"count_too_big\.extxyz: frame 1 \(line 5\): 2 atoms declared but the "
+     r"file ends after 1 atom lines"),
+    ("nan_energy", "H 0 0 0 1 0 0\nH 0 0 0.74 -1 0 0\n", r"nan_energy\.extxyz:1: non-finite energy \(nan\)"),
+    ("inf_force", "H 0 0 0 1 0 0\nH 0 0 0.74 -1 inf 0\n",
+     r"inf_force\.extxyz:1: non-finite forces \(inf at \[1, 1\]\)"),
+])
+def test_extxyz_inconsistent_frames_name_frame_and_line(tmp_path, name, frame1, message):
+    head = '2\nLattice="5 0 0 0 5 0 0 0 5" Properties=species:S:1:pos:R:3:forces:R:3 energy={} pbc="T T T"\n'
+    good = head.format(-1.0) + "H 0 0 0 1 0 0\nH 0 0 0.74 -1 0 0\n"
+    path = tmp_path / f"{name}.extxyz"
+    path.write_text(good + head.format("nan" if name == "nan_energy" else -1.0) + frame1)
+    with pytest.raises(DataError, match=message):
+        read_ase(path)
+    gz = tmp_path / f"{name}.extxyz.gz"  # the compressed path is checked the same way
+    gz.write_bytes(gzip.compress(path.read_bytes()))
+    with pytest.raises(DataError, match=message.replace(r"\.extxyz", r"\.extxyz\.gz")):
+        read_dataset(gz)
+    short = tmp_path / "count_too_small.extxyz"  # a count one short: the next header lands on an atom line
+    short.write_text(good + "1\ncomment\nH 0 0 0 1 0 0\nH 0 0 1 0 0 0\n" + good)
+    with pytest.raises(DataError, match=r"frame 2 \(line 8\): expected the atom count, got 'H 0 0 1 0 0 0'; does "
+                                        r"frame 1 have more atom lines than its count\?"):
+        read_ase(short)
+
+
 def test_dataloader_workers(tmp_path):
     """Lazy HDF5 and LMDB datasets opened in the parent still read correctly in forked DataLoader workers."""
     pytest.importorskip("lmdb")

@@ -30,6 +30,7 @@ class TaskData:
     forces: bool = True
     stress: bool = False
     properties: tuple[str, ...] = ()
+    name: str = ""  #: dataset name, for error messages
 
 
 class MultiTaskDataset(Dataset):
@@ -83,6 +84,10 @@ class Collater:
         structs, graphs = [], []
         for s, t in items:
             spec = self.tasks[t]
+            for label, wanted in (("energy", spec.energy), ("forces", spec.forces)):
+                if wanted and getattr(s, label) is None:  # would pass as "absent" and silently not be trained on
+                    raise DataError(f"{s.source or 'sample'}: no {label}, but dataset {spec.name or t} trains on "
+                                    f"{label}")
             st = Structure(s.numbers, s.positions, s.cell, s.pbc,
                            s.tags if s.tags is not None else np.zeros(len(s), np.int64))
             try:

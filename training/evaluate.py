@@ -40,7 +40,9 @@ def evaluate_model(model_dir, samples, *, out: Path | None = None, head: str | N
     energy_head = head or card.get("default_head") or model.head_names[0]
     if "energy" in targets:
         props = ["energy"] + [p for p in ("forces", "stress") if p in targets]
-        pot = Potential(model, head=energy_head, device=device, dtype=dtype)
+        # an energy-only head has no force output to pick: "auto" would read the card's force kind
+        forces = "auto" if ("forces" in targets or "stress" in targets) else "conservative"
+        pot = Potential(model, head=energy_head, forces=forces, device=device, dtype=dtype)
         preds = pot.predict_many(structures, batch_size=batch_size, properties=tuple(props), progress=False)
         for s, p in zip(samples, preds):
             n = len(s)

@@ -35,7 +35,7 @@ from .batching import TaskData
 from .config import ConfigError, DatasetConfig, ModelConfig, RunConfig, SamplingConfig, TrainerConfig, apply_overrides
 from .data.base import DataError
 from .module import OptimConfig, TaskSpec, TrainingError
-from .runner import dataset_stats, fit, head_for
+from .runner import check_output_dir, dataset_stats, fit, head_for, read_labelled
 
 FORCE_KEYS = ("out_mlp_F", "seq_forces", "dense_rbf_F", "scale_rbf_F", "out_forces")
 
@@ -150,7 +150,6 @@ def parse(argv=None):
 def build(args):
     import lightning.pytorch as pl
 
-    from .data import read_dataset
     from .tasks import get_task
 
     pl.seed_everything(args.seed, verbose=False)  # new heads' initial weights are part of the run
@@ -165,6 +164,7 @@ def build(args):
             raise ConfigError("--task needs --data-dir (where the task's files are)")
     if not args.out:
         raise ConfigError("--out is required")
+    check_output_dir(Path(args.out))  # before reading any data; fit() checks again with the model's size
     if not args.base and not (args.from_scratch and args.preset):
         raise ConfigError("give --base (the model to fine-tune), or --from-scratch --preset NAME")
     targets = tuple(preset.targets) if preset else tuple(t.strip() for t in args.targets.split(",") if t.strip())
@@ -173,6 +173,7 @@ def build(args):
         raise ConfigError("forces and stress are derived from the energy head: add 'energy' to --targets")
     energy = "energy" in targets
     props = [t for t in targets if t not in ("energy", "forces", "stress")]
+    need = tuple(t for t in ("energy", "forces") if t in targets)  # every frame of an ASE file must have them
 
     # data
     fmt = args.format or (preset.format if preset else None)
@@ -181,7 +182,7 @@ def build(args):
     if preset:
         train_path = str(Path(args.data_dir) / preset.files["train"])
         reader = {k: v for k, v in reader.items() if v != "{split}"}
-        all_samples = read_dataset(train_path, format=fmt, **reader)
+        all_samples = read_labelled(train_path, fmt, need, **reader)
         if preset.family == "matbench":
             from sklearn.model_selection import KFold
 
@@ -196,13 +197,13 @@ def build(args):
     else:
         if not args.train:
             raise ConfigError("--train is required (or --task with --data-dir)")
-        train = read_dataset(args.train, format=fmt)
+        train = read_labelled(args.train, fmt, need)
         if args.valid:
-            val = read_dataset(args.valid, format=fmt)
+            val = read_labelled(args.valid, fmt, need)
         else:
             train, val, _ = _split(train, (None, max(1, len(train) // 20)), args.seed)
         if args.test:
-            test = read_dataset(args.test, format=fmt)
+            test = read_labelled(args.test, fmt, ())
     if args.max_train:
         n = min(args.max_train, len(train))
         train = train.subset(np.sort(np.random.default_rng(args.seed).choice(len(train), n, replace=False)))
@@ -267,7 +268,7 @@ def build(args):
                     energy_weight=ds.energy_weight if energy else 0.0, force_weight=ds.force_weight,
                     stress_weight=ds.stress_weight if ds.stress else 0.0, properties=prop_heads)
     tdata = TaskData(graph=heads[0].graph, set_tags_to=ds.set_tags_to, energy=energy,
-                     forces="forces" in targets, stress=ds.stress, properties=tuple(props))
+                     forces="forces" in targets, stress=ds.stress, properties=tuple(props), name=ds.name)
     bs = args.batch_size or (preset.batch_size if preset else 8)
     steps_per_epoch = max(1, -(-len(train) // bs))
     n_blocks = backbone.num_blocks
@@ -307,7 +308,7 @@ def build(args):
         "name": name, "task": preset.description if preset else f"fine-tuned on {args.train}",
         "targets": list(targets), "level_of_theory": args.level_of_theory, "dispersion": bool(args.dispersion),
         "units": {"energy": "eV", "forces": "eV/A", "stress": "eV/A^3"}, "elements": elements,
-        "graph": graph, "forces": {"energy": forces_kind} if energy else {}, "default_head": heads[0].name,
+        "graph": graph, "forces": {heads[0].name: forces_kind} if "forces" in targets else {}, "default_head": heads[0].name,
         "license": license_, "base_model": None if args.from_scratch else args.base,
         "trained_from": "scratch" if args.from_scratch else f"fine-tuned from {args.base}",
         "n_train": len(train), "n_valid": len(val), "seed": args.seed, "notes": notes,

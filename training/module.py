@@ -119,6 +119,7 @@ class JMPTrainModule(pl.LightningModule):
         self.plateau = {"best": math.inf, "bad_epochs": 0, "factor": 1.0}
         self.batches_this_epoch = 0
         self.total_steps: int | None = None
+        self._loss_per_structure: torch.Tensor | None = None  # (B,) of the last compute()
 
     # ------------------------------------------------------------------ predictions and losses
     def _energies(self, out_e: torch.Tensor, g, heads: torch.Tensor) -> torch.Tensor:
@@ -190,7 +191,22 @@ class JMPTrainModule(pl.LightningModule):
             metrics[p] = (p_err.abs(), has_p)
         loss = loss_s.mean()
         metrics["loss"] = (loss_s.detach(), torch.ones_like(has_e))
+        self._loss_per_structure = loss_s.detach()  # for the error message of a non-finite loss
         return loss, self._per_task(metrics, task, g.batch)
+
+    def _check_finite(self, loss: torch.Tensor, b: TrainBatch, batch_idx: int, stage: str) -> None:
+        """Stop with one message naming the step, the batch and the structures (file:record) and datasets whose
+        loss is not finite; a NaN would otherwise spread into every weight at the next optimizer step."""
+        if bool(torch.isfinite(loss)):
+            return
+        per = self._loss_per_structure
+        bad = torch.nonzero(~torch.isfinite(per)).flatten().tolist() or list(range(len(b)))
+        names = sorted({self.tasks[int(b.task[i])].name for i in bad})
+        shown = ", ".join(b.sources[i] or f"#{i}" for i in bad[:8]) + (" ..." if len(bad) > 8 else "")
+        where = (f"training step {self.global_step}" if stage == "train" else "validation") + \
+            f" (epoch {self.current_epoch}, batch {batch_idx})"
+        raise TrainingError(f"non-finite loss ({float(loss.detach())}) at {where}: {len(bad)} of {len(b)} "
+                            f"structures, dataset {', '.join(names)}: {shown}")
 
     def _per_task(self, metrics, task, batch_index) -> dict[str, torch.Tensor]:
         """Sum of absolute errors and counts per (task, metric), to be reduced over the epoch."""
@@ -227,17 +243,13 @@ class JMPTrainModule(pl.LightningModule):
 
     def training_step(self, b: TrainBatch, batch_idx: int):
         loss, sums = self.compute(b, train=True)
-        if not torch.isfinite(loss):
-            names = sorted({self.tasks[int(t)].name for t in b.task})
-            raise TrainingError(f"non-finite loss ({float(loss.detach())}) at step {self.global_step}, batch {batch_idx} "
-                                f"of epoch {self.current_epoch}; datasets {names}; structures {b.sources[:4]}"
-                                f"{' ...' if len(b.sources) > 4 else ''}")
+        self._check_finite(loss, b, batch_idx, "train")
         self._accumulate("train", sums)
         self.batches_this_epoch += 1
         self.log("train/step_loss", loss.detach(), prog_bar=True, batch_size=len(b))
         return loss
 
-    def on_train_epoch_start(self) -> None:
+    def on_train_epoch_start(self) -> None:  # Lightning skips it when it resumes mid-epoch (see on_load_checkpoint)
         self.batches_this_epoch = self._resume_batches
         self._resume_batches = 0
 
@@ -248,11 +260,12 @@ class JMPTrainModule(pl.LightningModule):
     def on_train_epoch_end(self) -> None:
         if self._sums["train"]:
             self._log_epoch("train")
-        self.batches_this_epoch = 0  # checkpoints written after this point start the next epoch afresh
+        self.batches_this_epoch = self._resume_batches = 0  # checkpoints written after this start the next epoch
 
     def validation_step(self, b: TrainBatch, batch_idx: int):
         with torch.inference_mode(False):
-            _, sums = self.compute(b, train=False)
+            loss, sums = self.compute(b, train=False)
+        self._check_finite(loss, b, batch_idx, "val")
         self._accumulate("val", sums)
 
     def on_validation_epoch_end(self) -> None:
@@ -293,8 +306,14 @@ class JMPTrainModule(pl.LightningModule):
         self._resume_batches = int(state.get("batches_this_epoch", 0))
         self._sums["train"] = dict(state.get("train_sums", {}))
         sampler = getattr(self, "sampler", None)
+        if sampler is not None and self._resume_batches * self.batch_size >= len(sampler):
+            # saved after the epoch's last batch (at the epoch's end): the next epoch starts afresh
+            self._resume_batches = 0
         if sampler is not None and self._resume_batches:
             sampler.skip(self._resume_batches * self.batch_size, epoch=int(state.get("epoch", 0)))
+        # counted on from here: a checkpoint this run writes later in the epoch must count the batches before the
+        # resume too (on_train_epoch_start, which would set it, is not called when Lightning resumes mid-epoch)
+        self.batches_this_epoch = self._resume_batches
         rng = state.get("rng")
         if rng:
             torch.set_rng_state(rng["torch"])

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
 from jmp_calc import config as jconfig
 from jmp_calc.model import JMPModel
@@ -22,7 +23,7 @@ from .batching import TaskData
 from .config import ConfigError, RunConfig, load_config
 from .data.base import DataError
 from .module import TaskSpec, TrainingError
-from .runner import dataset_stats, fit, head_for, load_split
+from .runner import check_output_dir, dataset_stats, fit, head_for, load_split
 
 PRESETS = {"tiny": jconfig.tiny, "jmp_s": jconfig.jmp_s, "jmp_l": jconfig.jmp_l}
 
@@ -61,7 +62,8 @@ def build(cfg: RunConfig):
                               force_weight=d.force_weight, stress_weight=d.stress_weight if d.stress else 0.0,
                               properties=prop_heads))
         task_data.append(TaskData(graph=new[0].graph, set_tags_to=d.set_tags_to, energy=d.energy,
-                                  forces=d.forces != "none", stress=d.stress, properties=tuple(prop_heads)))
+                                  forces=d.forces != "none", stress=d.stress, properties=tuple(prop_heads),
+                                  name=d.name))
         trains.append(train)
         vals.append(val)
         print(f"dataset {d.name}: {len(train)} train / {len(val)} val structures; "
@@ -91,6 +93,7 @@ def main(argv=None) -> int:
         overrides.append(f"trainer.num_nodes={args.num_nodes}")
     try:
         cfg = load_config(args.config, overrides)
+        check_output_dir(Path(cfg.out))  # before reading any data; fit() checks again with the model's size
         model, tasks, task_data, trains, vals, props = build(cfg)
         card = {"name": cfg.name, "task": "multi-task pre-training (one energy/force head per dataset)",
                 "training_data": [d.name for d in cfg.datasets], "default_head": None,

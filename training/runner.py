@@ -24,25 +24,58 @@ from .batching import Collater, MultiTaskDataset, TaskData, TemperatureSampler
 from .config import ConfigError, DatasetConfig, RunConfig
 from .data.base import Samples
 
-__all__ = ["load_split", "dataset_stats", "head_for", "fit_scale_factors", "fit", "check_output_dir",
-           "RunResult", "write_learning_curve"]
+__all__ = ["load_split", "read_labelled", "dataset_stats", "head_for", "fit_scale_factors", "fit",
+           "check_output_dir", "checkpoint_bytes", "RunResult", "write_learning_curve", "ResumeCheckpoint"]
 
 MIN_FREE_BYTES = 200 * 2**20
 
 
-def check_output_dir(out: Path) -> None:
-    """Fail before any training when the output directory is unusable (read-only, disk full)."""
+def checkpoint_bytes(model: torch.nn.Module) -> int:
+    """Disk a run needs: ``last.ckpt`` and the best checkpoint each hold the weights, their EMA and AdamW's two
+    moments (4 float32 copies), one more checkpoint exists while an atomic save writes, plus the exported model."""
+    n = sum(p.numel() for p in model.parameters())
+    return 4 * n * (3 * 4 + 1)
+
+
+def check_output_dir(out: Path, need_bytes: int = MIN_FREE_BYTES) -> None:
+    """Fail before any training when the output directory cannot hold the run: it cannot be created or written
+    (a path under a file, a read-only disk or directory), or its disk has less than ``need_bytes`` free (at least
+    ``MIN_FREE_BYTES``). Raises :class:`ConfigError` with one line; leaves nothing behind when it fails."""
+    out = Path(out)
+    base = out
+    while not base.exists() and base.parent != base:
+        base = base.parent
+    if not base.is_dir():
+        raise ConfigError(f"output directory {out} cannot be created: {base} is a file")
+    need = max(int(need_bytes), MIN_FREE_BYTES)
+    free = shutil.disk_usage(base).free
+    if free < need:
+        raise ConfigError(f"output directory {out}: only {free / 2**20:.0f} MiB free on its disk; this run's "
+                          f"checkpoints need at least {need / 2**20:.0f} MiB")
+    created = [p for p in (out, *out.parents) if not p.exists()]  # deepest first
     try:
         out.mkdir(parents=True, exist_ok=True)
         probe = out / ".write_test"
         probe.write_bytes(b"x" * 4096)
         probe.unlink()
     except OSError as exc:
+        for p in created:
+            try:
+                p.rmdir()
+            except OSError:
+                pass
         raise ConfigError(f"output directory {out} is not writable: {exc.strerror or exc}") from None
-    free = shutil.disk_usage(out).free
-    if free < MIN_FREE_BYTES:
-        raise ConfigError(f"output directory {out} has only {free / 2**20:.0f} MiB free; checkpoints need at least "
-                          f"{MIN_FREE_BYTES / 2**20:.0f} MiB")
+
+
+def read_labelled(path: str, format: str | None, need: tuple[str, ...], **reader):
+    """``read_dataset``; for ASE files (parsed whole anyway) every frame must carry the labels ``need`` the run
+    trains on, checked at load time. Records of lazy formats are checked when batched (see ``Collater``)."""
+    from .data import _guess, read_dataset
+
+    fmt = format or _guess(Path(path))
+    if fmt == "ase" and need and "require" not in reader and not str(path).endswith(".db"):
+        reader = {**reader, "require": tuple(need)}
+    return read_dataset(path, format=fmt, **reader)
 
 
 def _subset(samples, n: int | None, seed: int):
@@ -54,13 +87,12 @@ def _subset(samples, n: int | None, seed: int):
 
 def load_split(d: DatasetConfig, seed: int):
     """(train, val) samples of one dataset; val is a seeded split of train when no val file is given."""
-    from .data import read_dataset
-
     if not d.train:
         raise ConfigError(f"datasets[{d.name}].train is not set")
-    train = read_dataset(d.train, format=d.format, **d.reader)
+    need = (("energy",) if d.energy else ()) + (("forces",) if d.forces != "none" else ())
+    train = read_labelled(d.train, d.format, need, **d.reader)
     if d.val:
-        val = read_dataset(d.val, format=d.format, **(d.reader if d.val_reader is None else d.val_reader))
+        val = read_labelled(d.val, d.format, need, **(d.reader if d.val_reader is None else d.val_reader))
     else:
         n_val = max(1, int(round(len(train) * d.val_fraction)))
         perm = np.random.default_rng(seed).permutation(len(train))
@@ -199,7 +231,7 @@ def fit(cfg: RunConfig, model: JMPModel, tasks, train_sets, val_sets, task_data:
     from .module import EMA, JMPTrainModule
 
     out = Path(cfg.out)
-    check_output_dir(out)
+    check_output_dir(out, checkpoint_bytes(model))
     t = cfg.trainer
     if t.threads:
         torch.set_num_threads(int(t.threads))
@@ -219,11 +251,14 @@ def fit(cfg: RunConfig, model: JMPModel, tasks, train_sets, val_sets, task_data:
     sampler = TemperatureSampler(train_ds.sizes, temperature=cfg.sampling.temperature,
                                  samples_per_epoch=cfg.sampling.samples_per_epoch, seed=cfg.seed,
                                  num_replicas=world, rank=rank)
-    loader_kw = dict(collate_fn=collate, num_workers=t.num_workers, persistent_workers=t.num_workers > 0)
+    # own generators: creating a DataLoader iterator draws a seed from torch's global RNG otherwise, and a resumed
+    # run creates its iterators at other points of the RNG stream than the run it continues (dropout would differ)
+    loader_kw = dict(collate_fn=collate, num_workers=t.num_workers, persistent_workers=t.num_workers > 0,
+                     generator=torch.Generator().manual_seed(cfg.seed))
     train_dl = torch.utils.data.DataLoader(train_ds, batch_size=t.batch_size, sampler=sampler, drop_last=False,
                                            **loader_kw)
     val_dl = torch.utils.data.DataLoader(val_ds, batch_size=t.val_batch_size or t.batch_size, shuffle=False,
-                                         **loader_kw)
+                                         **{**loader_kw, "generator": torch.Generator().manual_seed(cfg.seed + 1)})
     if fit_scales and not resume and cfg.model.fit_scale_factors_batches > 0:
         it = iter(torch.utils.data.DataLoader(train_ds, batch_size=t.batch_size, sampler=list(sampler)[:t.batch_size
                                               * cfg.model.fit_scale_factors_batches], collate_fn=collate))
@@ -231,9 +266,9 @@ def fit(cfg: RunConfig, model: JMPModel, tasks, train_sets, val_sets, task_data:
 
     module = JMPTrainModule(model, tasks, cfg.optim, property_names=property_names)
     module.sampler, module.batch_size = sampler, t.batch_size
-    callbacks = [ModelCheckpoint(dirpath=ckpt_dir, filename="step{step}", save_last=True,
-                                 every_n_train_steps=t.checkpoint_every_n_steps, save_top_k=1,
-                                 monitor="val_loss", mode="min", auto_insert_metric_name=False),
+    callbacks = [ModelCheckpoint(dirpath=ckpt_dir, filename="step{step}", save_top_k=1, monitor="val_loss",
+                                 mode="min", auto_insert_metric_name=False),  # the best epoch's state
+                 ResumeCheckpoint(last, t.checkpoint_every_n_steps),
                  EpochCSV(out / "metrics.csv", resume=resume)]
     ema = EMA(cfg.optim.ema_decay) if cfg.optim.ema_decay else None
     if ema:
@@ -299,6 +334,34 @@ def _read_rows(path: Path) -> list[dict]:
 
 
 import lightning.pytorch as _pl  # noqa: E402  (the callback below needs the base class)
+
+
+class ResumeCheckpoint(_pl.callbacks.Checkpoint):
+    """``checkpoints/last.ckpt``, the state ``--resume`` continues from: written every ``every_n_steps`` optimizer
+    steps, at the batch where a run stops early (``max_time``, ``max_steps``) and at the end of every epoch (after
+    its validation, early stopping and plateau updates).
+
+    Not Lightning's ``ModelCheckpoint(save_last=True)``: monitoring ``val_loss``, it defers step checkpoints until
+    a validation has run (none at all in a long first epoch), and a checkpoint written at an epoch's last batch,
+    before the validation, resumes into the next epoch with that validation skipped. A ``Checkpoint`` subclass, so
+    Lightning runs it after the other callbacks (the EMA has been updated, the timer has decided, when it saves).
+    """
+
+    def __init__(self, path: Path, every_n_steps: int):
+        self.path, self.every = Path(path), int(every_n_steps or 0)
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        if trainer.fit_loop.epoch_loop.batch_progress.is_last_batch:
+            return  # validation follows: written at the epoch's end instead
+        stopping = trainer.should_stop or 0 < (trainer.max_steps or 0) <= trainer.global_step
+        if stopping or (self.every > 0 and trainer.global_step % self.every == 0):
+            trainer.save_checkpoint(self.path)
+
+    def on_train_epoch_end(self, trainer, pl_module) -> None:
+        # an epoch cut short (max_time, max_steps) was saved at its last batch: Lightning would resume a checkpoint
+        # written here as a finished epoch and skip the rest of it
+        if trainer.fit_loop.epoch_loop.batch_progress.is_last_batch:
+            trainer.save_checkpoint(self.path)
 
 
 class EpochCSV(_pl.Callback):

@@ -67,6 +67,11 @@ class Sample:
             self.stress = s
         if self.energy is not None:
             self.energy = float(self.energy)
+        # a NaN label would otherwise pass as "absent" (the trainers' masks) or poison the fitted references
+        for name, value in (("positions", self.positions), ("energy", self.energy), ("forces", self.forces),
+                            ("stress", self.stress)):
+            if value is not None and not np.all(np.isfinite(value)):
+                raise DataError(f"{self.source or 'sample'}: non-finite {name} ({_first_bad(value)})")
 
     def __len__(self) -> int:
         return len(self.numbers)
@@ -90,6 +95,15 @@ class Sample:
         if res:
             at.calc = SinglePointCalculator(at, **res)
         return at
+
+
+def _first_bad(value) -> str:
+    """'nan' for a scalar, 'inf at [3, 1]' for an array: where the first non-finite entry is."""
+    a = np.asarray(value, dtype=np.float64)
+    if a.ndim == 0:
+        return str(a)
+    idx = [int(i) for i in np.unravel_index(int(np.flatnonzero(~np.isfinite(a))[0]), a.shape)]
+    return f"{a[tuple(idx)]} at {idx}"
 
 
 class Samples(Sequence):
