@@ -63,10 +63,12 @@ class JMPCalculator(Calculator):
         license_ = (getattr(net, "source", None) or {}).get("license")
         if license_ and "NC" in str(license_):
             warnings.warn(f"model licence: {license_}", UserWarning, stacklevel=2)
-        is_pretraining = (getattr(net, "source", None) or {}).get("format") == "jmp-lightning"
+        card = getattr(net, "card", None) or {}
+        is_pretraining = (getattr(net, "source", None) or {}).get("format") == "jmp-lightning" or \
+            bool(card.get("pretraining"))
         if is_pretraining:
             if head is None:
-                raise ValueError(f"this is a JMP pre-training checkpoint: choose one of its heads {net.head_names} "
+                raise ValueError(f"this is a pre-training checkpoint: choose one of its heads {net.head_names} "
                                  "with head=... (they predict in their datasets' conventions; they are not "
                                  "fitted potentials for your system)")
             warnings.warn(f"using the pre-training head {head!r} zero-shot: energies follow {head}'s reference "

@@ -98,3 +98,22 @@ def test_task_models_listed_and_unpublished_error(capsys):
     assert "jmp-l-qm9-u0" in out
     with pytest.raises(ModelNotAvailableError, match=r"python -m training.finetune --task md22-stachyose"):
         load_model("jmp-s-md22")
+
+
+def test_embedded_pretrained_backbone_needs_a_head():
+    """jmp-mini-s ships inside the package: offline, multi-head, pre-training heads used zero-shot only on request."""
+    import numpy as np
+    from ase.build import molecule
+
+    from jmp_calc import JMPCalculator
+    from jmp_calc.io import embedded_models
+
+    assert "jmp-mini-s" in embedded_models()
+    with pytest.raises(ValueError, match="choose one of its heads"):
+        JMPCalculator("jmp-mini-s")
+    with pytest.warns(UserWarning, match="zero-shot"):
+        calc = JMPCalculator("jmp-mini-s", head="mini-ani1x")
+    atoms = molecule("CH3CH2OH")
+    atoms.calc = calc
+    assert np.isfinite(atoms.get_potential_energy())
+    assert atoms.get_forces().shape == (9, 3)

@@ -40,6 +40,10 @@ REGISTRY: dict[str, ModelEntry] = {
     "jmp-mini-emt": ModelEntry(
         name="jmp-mini-emt", source="embedded", license="MIT", default_head="energy",
         description="small GemNet-OC trained on EMT metal slabs + adsorbates and bulk metals (offline default)"),
+    "jmp-mini-s": ModelEntry(
+        name="jmp-mini-s", source="embedded", license="MIT", default_head=None, zero_shot=True,
+        description="mini-JMP backbone pre-trained here on mini-oc20/ani1x/t1x (3 heads); fine-tune it offline "
+                    "with training.finetune --base jmp-mini-s"),
     "jmp-s": ModelEntry(
         name="jmp-s", source="hub", kind="jmp-lightning", license="CC-BY-NC 4.0", default_head=None,
         description="released JMP-S backbone (44 M) with its 4 pre-training heads: oc20, oc22, ani1x, transition1x",
