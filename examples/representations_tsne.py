@@ -54,7 +54,8 @@ def read_frames(rel: str, n: int, rng) -> list:
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--model", default="jmp-mini-s", help="registry name or model directory")
-    ap.add_argument("--head", default=None)
+    ap.add_argument("--head", default=None, help="whose graph settings to use (default: the model's first head; "
+                    "it must take periodicity from the structures, as mini-oc20's does)")
     ap.add_argument("--per-dataset", type=int, default=150)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--out", type=Path, default=ROOT / "examples" / "out" / "representations_tsne.png")

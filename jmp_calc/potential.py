@@ -118,7 +118,8 @@ class Potential:
         self.dtype = resolve_dtype(dtype)
         card = getattr(model, "card", None) or {}
         if head is None:
-            head = card.get("default_head", 0)
+            head = card.get("default_head")
+            head = 0 if head is None else head
         self.head_idx = model.head_index(head)
         self.head: HeadConfig = model.heads[self.head_idx]
         if forces == "auto":

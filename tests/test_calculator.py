@@ -93,6 +93,7 @@ def test_periodicity_from_atoms_pbc():
     assert thin.get_potential_energy() != pytest.approx(e_open, rel=1e-6)
 
 
+@pytest.mark.slow
 def test_conservative_forces_and_stress_finite_differences(fixtures_npz):
     # rattled bulk Cu: no ties at the k-th neighbour (gap >= 6e-4 A), so the energy is smooth around it
     atoms = _atoms(fixtures_npz, "cu", True)

@@ -2,11 +2,14 @@
 
 import subprocess
 import sys
+
+import pytest
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
+@pytest.mark.slow
 def test_demo_runs(tmp_path):
     r = subprocess.run([sys.executable, str(ROOT / "examples" / "demo.py"), "--out", str(tmp_path), "--md-steps", "10"],
                        capture_output=True, text=True, timeout=600)

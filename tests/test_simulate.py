@@ -42,6 +42,7 @@ def test_predict_many_equals_single_calls(calc):
         assert a["energy"] == pytest.approx(b["energy"], rel=1e-10)
 
 
+@pytest.mark.slow
 def test_relax_many_equals_one_by_one(calc):
     structs = _structures()[:3]
     batched = [s.copy() for s in structs]
@@ -71,6 +72,7 @@ def test_phonons_gamma_acoustic_modes_vanish(calc):
     assert np.abs(freqs).max() < 0.05  # THz: translations cost no energy
 
 
+@pytest.mark.slow
 def test_md_replicas_equal_single_runs_and_conserve_energy(calc):
     from ase.md.velocitydistribution import MaxwellBoltzmannDistribution
     from ase.md.verlet import VelocityVerlet

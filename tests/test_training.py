@@ -108,6 +108,7 @@ def test_config_errors_name_the_key(tmp_path):
         RunConfig.from_dict({"name": "x", "datasets": [{"name": "a"}]})
 
 
+@pytest.mark.slow
 def test_pretrain_killed_and_resumed_matches_uninterrupted(data, tmp_path):
     cfg = str(data / "pre.yaml")
     ref, cut = tmp_path / "ref", tmp_path / "cut"

@@ -78,6 +78,7 @@ def _rows(path):
         return list(csv.DictReader(fh))
 
 
+@pytest.mark.slow
 def test_finetune_stopped_killed_and_resumed_matches_uninterrupted(data, tmp_path):
     """Stopped at a random step as a time limit stops it (``--max-steps``), resumed, SIGKILLed at a later random
     step, resumed again (from a checkpoint the first resumed process wrote): the same metrics and weights."""
