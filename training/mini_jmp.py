@@ -145,13 +145,14 @@ def task_files(task: MiniTask) -> dict[str, Path]:
     return {k: d / f"{k}.extxyz" for k in ("train", "val", "test")}
 
 
-def run_dir(task: str, size: str, mode: str, seed: int) -> Path:
-    return RUNS / f"{task}__{size}__{mode}__seed{seed}"
+def run_dir(task: str, size: str, mode: str, seed: int, variant: str = "") -> Path:
+    return RUNS / f"{task}__{size}__{mode}{'-' + variant if variant else ''}__seed{seed}"
 
 
-def finetune_command(task: MiniTask, base: str, size: str, mode: str, seed: int, threads: int) -> list[str]:
+def finetune_command(task: MiniTask, base: str, size: str, mode: str, seed: int, threads: int,
+                     variant: str = "", extra: tuple[str, ...] = ()) -> list[str]:
     f = task_files(task)
-    out = run_dir(task.name, size, mode, seed)
+    out = run_dir(task.name, size, mode, seed, variant)
     cmd = [sys.executable, "-m", "training.finetune", "--base", base, "--train", str(f["train"]),
            "--valid", str(f["val"]), "--test", str(f["test"]), "--out", str(out), "--targets", task.targets,
            "--forces", task.forces, "--epochs", str(task.epochs), "--warmup-epochs", "1",
@@ -164,7 +165,7 @@ def finetune_command(task: MiniTask, base: str, size: str, mode: str, seed: int,
         cmd += ["--max-train", str(task.max_train)]
     if task.pooling:
         cmd += ["--pooling", task.pooling]
-    return cmd + list(task.extra)
+    return cmd + list(task.extra) + list(extra)
 
 
 def _theory(task: MiniTask) -> str:
@@ -172,12 +173,12 @@ def _theory(task: MiniTask) -> str:
 
 
 def finetune(base: str, size: str, tasks: list[str], seeds: list[int], jobs: int, threads: int,
-             modes=("pretrained", "scratch")) -> None:
+             modes=("pretrained", "scratch"), variant: str = "", extra: tuple[str, ...] = ()) -> None:
     todo = []
     for name in tasks:
         for seed in seeds:
             for mode in modes:
-                out = run_dir(name, size, mode, seed)
+                out = run_dir(name, size, mode, seed, variant)
                 if (out / "test_metrics.json").exists():
                     print(f"skip {out.name} (done)")
                     continue
@@ -188,7 +189,7 @@ def finetune(base: str, size: str, tasks: list[str], seeds: list[int], jobs: int
         if (out / "test_metrics.json").exists():  # finished meanwhile by another driver
             return 0
         out.mkdir(parents=True, exist_ok=True)
-        cmd = finetune_command(task, base, size, mode, seed, threads)
+        cmd = finetune_command(task, base, size, mode, seed, threads, variant, extra)
         if (out / "checkpoints").exists():
             cmd.append("--resume")
         t0 = time.time()
@@ -320,6 +321,9 @@ def main(argv=None) -> int:
     f.add_argument("--seeds", nargs="*", type=int, default=[0])
     f.add_argument("--jobs", type=int, default=1, help="runs in parallel")
     f.add_argument("--threads", type=int, default=1, help="torch threads per run")
+    f.add_argument("--variant", default="", help="label of a variant run (its directory gets -VARIANT); "
+                   "with --extra, e.g. --variant lr1e-3 --extra=--lr=1e-3")
+    f.add_argument("--extra", nargs="*", default=[], help="more training.finetune arguments for a variant")
     f.add_argument("--modes", nargs="*", default=["pretrained", "scratch"], choices=["pretrained", "scratch"],
                    help="scratch runs only use BASE's architecture and graph settings, so they can run before the "
                         "pre-training has finished (any model directory of the same architecture gives the same run)")
@@ -329,7 +333,8 @@ def main(argv=None) -> int:
         prepare()
     elif args.cmd == "finetune":
         prepare()
-        finetune(args.base, args.size, args.tasks, args.seeds, args.jobs, args.threads, args.modes)
+        finetune(args.base, args.size, args.tasks, args.seeds, args.jobs, args.threads, args.modes,
+                 args.variant, tuple(args.extra))
     else:
         report()
     return 0

@@ -44,6 +44,9 @@ REGISTRY: dict[str, ModelEntry] = {
         name="jmp-mini-s", source="embedded", license="MIT", default_head=None, zero_shot=True,
         description="mini-JMP backbone pre-trained here on mini-oc20/ani1x/t1x (3 heads); fine-tune it offline "
                     "with training.finetune --base jmp-mini-s"),
+    "jmp-mini-s-ethanol": ModelEntry(
+        name="jmp-mini-s-ethanol", source="embedded", license="MIT", default_head="energy",
+        description="jmp-mini-s fine-tuned on GFN2-xTB MD of ethanol (conservative forces; test 81 meV/A)"),
     "jmp-s": ModelEntry(
         name="jmp-s", source="hub", kind="jmp-lightning", license="CC-BY-NC 4.0", default_head=None,
         description="released JMP-S backbone (44 M) with its 4 pre-training heads: oc20, oc22, ani1x, transition1x",
