@@ -11,11 +11,9 @@ step for these molecules on one core). Energies eV, forces eV/A (JMP trains MD22
 
 from __future__ import annotations
 
-import argparse
 from pathlib import Path
 
-from .common import command_line, run_chunked
-from .molecular_md import md_units, molecule_md_frames
+from .molecular_md import generate_md_dataset, md_main
 
 DATASET = "mini-md22"
 METHOD = "GFN2-xTB (tblite 0.8 via tblite.ase.TBLite), Langevin MD"
@@ -30,37 +28,15 @@ MOLECULES = {
 def generate(out: Path, seed: int = 0, n_train: int = 250, n_val: int = 50, n_test: int = 100, stride: int = 5,
              equil: int = 200, timestep_fs: float = 1.0, temperature_K: float = 500.0, molecules=None,
              prerelax_steps: int = 300, stop_after_chunks=None, progress: bool = True):
-    units = md_units(MOLECULES, molecules)
-
-    def make(unit):
-        return molecule_md_frames(unit["name"], unit["smiles"], unit["id"], seed, temperature_K=temperature_K,
-                                  timestep_fs=timestep_fs, equil=equil, stride=stride, n_trainval=n_train + n_val,
-                                  n_val=n_val, n_test=n_test, prerelax_steps=prerelax_steps)
-
-    params = {"seed": seed, "n_train": n_train, "n_val": n_val, "n_test": n_test, "stride": stride, "equil": equil,
-              "timestep_fs": timestep_fs, "temperature_K": temperature_K, "molecules": [u["name"] for u in units],
-              "prerelax_steps": prerelax_steps,
-              "version": 1}
-    return run_chunked(out, dataset=DATASET, units=units, make_frames=make, chunk_size=1, params=params, method=METHOD,
-                       command=command_line("mini_md22", out, seed=seed, n_train=n_train, n_val=n_val, n_test=n_test,
-                                            stride=stride, equil=equil,
-                                            molecules=" ".join(u["name"] for u in units)),
-                       desc="mini-md22 xTB MD (molecules)", stop_after_chunks=stop_after_chunks, progress=progress)
+    return generate_md_dataset(out, module="mini_md22", dataset=DATASET, method=METHOD, molecules=MOLECULES,
+                               only=molecules, seed=seed, n_train=n_train, n_val=n_val, n_test=n_test, stride=stride,
+                               equil=equil, timestep_fs=timestep_fs, temperature_K=temperature_K,
+                               prerelax_steps=prerelax_steps, stop_after_chunks=stop_after_chunks, progress=progress)
 
 
 def main(argv=None):
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--out", type=Path, required=True)
-    ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--n-train", type=int, default=250)
-    ap.add_argument("--n-val", type=int, default=50)
-    ap.add_argument("--n-test", type=int, default=100)
-    ap.add_argument("--stride", type=int, default=5, help="MD steps (1 fs) between saved frames")
-    ap.add_argument("--equil", type=int, default=200)
-    ap.add_argument("--molecules", nargs="*", default=list(DEFAULT_MOLECULES), choices=list(MOLECULES))
-    args = ap.parse_args(argv)
-    return generate(args.out, args.seed, args.n_train, args.n_val, args.n_test, args.stride, args.equil,
-                    molecules=args.molecules)
+    return md_main(argv, doc=__doc__, generate=generate, molecules=MOLECULES, default_molecules=DEFAULT_MOLECULES,
+                   n_train=250, n_test=100, equil=200, timestep_fs=1.0)
 
 
 if __name__ == "__main__":

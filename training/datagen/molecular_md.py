@@ -11,7 +11,10 @@ Per molecule (one unit, so a restart redoes at most one molecule):
 
 from __future__ import annotations
 
-from .common import extxyz_safe, langevin, single_point, unit_rng, xtb_calc
+import argparse
+from pathlib import Path
+
+from .common import command_line, extxyz_safe, langevin, run_chunked, single_point, unit_rng, xtb_calc
 
 
 def embed(smiles: str, seed: int):
@@ -78,3 +81,41 @@ def md_units(molecules: dict, only=None):
     names = [m for m in molecules if only is None or m in only]
     return [{"id": list(molecules).index(m), "split": "train", "name": m, "smiles": molecules[m]} for m in names]
 
+
+
+def generate_md_dataset(out: Path, *, module: str, dataset: str, method: str, molecules: dict, only, seed: int,
+                        n_train: int, n_val: int, n_test: int, stride: int, equil: int, timestep_fs: float,
+                        temperature_K: float, prerelax_steps: int, stop_after_chunks=None, progress: bool = True):
+    """One chunk per molecule of ``molecules`` (``only``: a subset) through :func:`run_chunked` (resumable)."""
+    units = md_units(molecules, only)
+
+    def make(unit):
+        return molecule_md_frames(unit["name"], unit["smiles"], unit["id"], seed, temperature_K=temperature_K,
+                                  timestep_fs=timestep_fs, equil=equil, stride=stride, n_trainval=n_train + n_val,
+                                  n_val=n_val, n_test=n_test, prerelax_steps=prerelax_steps)
+
+    names = [u["name"] for u in units]
+    params = {"seed": seed, "n_train": n_train, "n_val": n_val, "n_test": n_test, "stride": stride, "equil": equil,
+              "timestep_fs": timestep_fs, "temperature_K": temperature_K, "molecules": names,
+              "prerelax_steps": prerelax_steps, "version": 1}
+    return run_chunked(out, dataset=dataset, units=units, make_frames=make, chunk_size=1, params=params, method=method,
+                       command=command_line(module, out, seed=seed, n_train=n_train, n_val=n_val, n_test=n_test,
+                                            stride=stride, equil=equil, molecules=" ".join(names)),
+                       desc=f"{dataset} xTB MD (molecules)", stop_after_chunks=stop_after_chunks, progress=progress)
+
+
+def md_main(argv, *, doc: str, generate, molecules: dict, default_molecules, n_train: int, n_test: int,
+            equil: int, timestep_fs: float):
+    """The command line of an MD dataset generator (``generate`` = its module's ``generate``)."""
+    ap = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--out", type=Path, required=True)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--n-train", type=int, default=n_train)
+    ap.add_argument("--n-val", type=int, default=50)
+    ap.add_argument("--n-test", type=int, default=n_test)
+    ap.add_argument("--stride", type=int, default=5, help=f"MD steps ({timestep_fs:g} fs) between saved frames")
+    ap.add_argument("--equil", type=int, default=equil, help="discarded equilibration steps per trajectory")
+    ap.add_argument("--molecules", nargs="*", default=list(default_molecules), choices=list(molecules))
+    args = ap.parse_args(argv)
+    return generate(args.out, args.seed, args.n_train, args.n_val, args.n_test, args.stride, args.equil,
+                    molecules=args.molecules)
