@@ -12,24 +12,17 @@ STAGING and touches no network.
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import shutil
 import sys
 import tempfile
 from pathlib import Path
 
+from jmp_calc.io.hub import sha256sum
+
 __all__ = ["model_card", "stage", "publish", "registry_entry", "main"]
 
 LICENSE_IDS = {"CC-BY-NC-4.0": "cc-by-nc-4.0", "MIT": "mit", "Apache-2.0": "apache-2.0"}
-
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def model_card(config: dict, repo_id: str, n_params: int) -> str:
@@ -80,7 +73,7 @@ def stage(model_dir: Path, repo_id: str, staging: Path) -> dict:
         shutil.copy2(model_dir / f, staging / f)
     n_params = sum(p.numel() for p in model.parameters())
     (staging / "README.md").write_text(model_card(config, repo_id, n_params))
-    return registry_entry(config, repo_id, _sha256(staging / WEIGHTS), revision=None)
+    return registry_entry(config, repo_id, sha256sum(staging / WEIGHTS), revision=None)
 
 
 def registry_entry(config: dict, repo_id: str, sha256: str, revision: str | None) -> dict:

@@ -13,7 +13,6 @@ Files are byte-for-byte reproducible for a given seed and size (gzip header with
 from __future__ import annotations
 
 import gzip
-import hashlib
 import io
 import json
 import os
@@ -25,6 +24,8 @@ from pathlib import Path
 from typing import Callable
 
 import numpy as np
+
+from jmp_calc.io.hub import sha256sum as sha256  # noqa: F401  (sha256 of a file, used by all.py)
 
 SPLITS = ("train", "val", "test")
 ROOT = Path(__file__).resolve().parents[2]
@@ -109,14 +110,6 @@ def write_json(path: Path, obj) -> None:
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
-
-
-def sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def single_point(atoms, calc=None, stress: bool | None = None, **info):
