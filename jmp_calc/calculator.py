@@ -10,7 +10,6 @@ import numpy as np
 from ase.calculators.calculator import Calculator, PropertyNotImplementedError, all_changes
 
 from .graph.structures import as_structure
-from .potential import Potential
 
 __all__ = ["JMPCalculator", "list_models"]
 
@@ -44,7 +43,8 @@ class JMPCalculator(Calculator):
     ``model``: ``None`` (the model shipped inside the package, offline), the name of a shipped model, a model
     directory, a ``model.safetensors`` file, an original JMP checkpoint (``jmp-s.pt``), or a
     :class:`~jmp_calc.model.JMPModel`. Keyword options: ``head`` (name or index; default: the model's default
-    head), ``forces`` (``"auto"``, ``"direct"``, ``"conservative"``), ``dtype`` (``"float32"``/``"float64"``),
+    head, or, for models whose card has ``head_rules`` such as the default ``jmp-mini-general``, a head chosen per
+    structure from its elements: see :mod:`jmp_calc.routing`), ``forces`` (``"auto"``, ``"direct"``, ``"conservative"``), ``dtype`` (``"float32"``/``"float64"``),
     ``device`` (``"auto"`` = CUDA when present), ``ema`` (EMA weights of Lightning checkpoints), ``cutoff`` and
     ``max_neighbors`` (override the head's graph settings), ``deterministic`` (bit-identical repeated results,
     also on GPU).
@@ -74,8 +74,11 @@ class JMPCalculator(Calculator):
             warnings.warn(f"using the pre-training head {head!r} zero-shot: energies follow {head}'s reference "
                           "convention (e.g. OC20 adsorption energies), not total energies", UserWarning,
                           stacklevel=2)
-        self.potential = Potential(net, head=head, forces=forces, dtype=dtype, device=device, cutoff=cutoff,
-                                   max_neighbors=max_neighbors, deterministic=deterministic)
+        from .routing import make_potential
+
+        #: a Potential, or a RoutedPotential for models whose card routes structures to heads (head_rules)
+        self.potential = make_potential(net, head=head, forces=forces, dtype=dtype, device=device, cutoff=cutoff,
+                                        max_neighbors=max_neighbors, deterministic=deterministic)
         self.implemented_properties = self.potential.implemented_properties
 
     @property

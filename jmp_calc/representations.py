@@ -16,14 +16,14 @@ def embed(atoms_list, model=None, *, head=None, batch_size: int = 32, dtype: str
     settings are those of ``head`` (default: the model's default head).
     """
     from .calculator import JMPCalculator
-    from .potential import Potential
+    from .routing import make_potential
 
     if isinstance(model, JMPCalculator):
         pot = model.potential
     else:
         from .io import load_model
 
-        pot = Potential(load_model(model), head=head, dtype=dtype, device=device)
+        pot = make_potential(load_model(model), head=head, dtype=dtype, device=device)
     out = []
     atoms_list = list(atoms_list)
     for k in range(0, len(atoms_list), batch_size):

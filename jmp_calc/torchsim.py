@@ -47,13 +47,15 @@ class JMPTorchSimModel(ModelInterface):
         super().__init__()
         if hasattr(model, "potential"):  # a JMPCalculator
             model = model.potential
-        if isinstance(model, Potential):
+        from .routing import RoutedPotential, make_potential
+
+        if isinstance(model, (Potential, RoutedPotential)):
             self.potential = model
         else:
             from .io import load_model
 
-            self.potential = Potential(load_model(model), head=head, forces=forces, dtype=dtype,
-                                       device=device or "auto", **potential_kwargs)
+            self.potential = make_potential(load_model(model), head=head, forces=forces, dtype=dtype,
+                                            device=device or "auto", **potential_kwargs)
         conservative = self.potential.forces == "conservative"
         if compute_stress and not conservative:
             raise ValueError("stress needs conservative forces (forces='conservative')")

@@ -247,3 +247,51 @@ def test_forty_task_presets():
     for t in TASKS.values():
         fams[t.family] = fams.get(t.family, 0) + 1
     assert fams == {"qm9": 12, "rmd17": 10, "md22": 7, "spice": 2, "matbench": 8, "qmof": 1}
+
+
+def test_pretrain_init_from_a_base_then_ship_with_head_rules(data, pretrained, tmp_path):
+    """model.init_from: a conservative two-head run starting from a direct pre-trained model (backbone and the
+    energy MLPs of the mapped heads copied); training.ship merges the card, measures each head, routes by rules."""
+    from jmp_calc import JMPCalculator
+    from jmp_calc.io import load_model_dir
+    from jmp_calc.routing import RoutedPotential
+    from training.pretrain import main
+
+    cfg = tmp_path / "gen.yaml"
+    cfg.write_text(
+        "name: gen\nout: OUT\nseed: 0\n"
+        f"model: {{init_from: {pretrained}, init_heads: {{metals: bulk, molecules: slabs}}}}\n"
+        "datasets:\n"
+        f"  - {{name: metals, train: {data / 'bulk.extxyz'}, graph: {{cutoff: 4.5, max_neighbors: 12}}, "
+        "forces: conservative, stress: true}\n"
+        f"  - {{name: molecules, train: {data / 'slabs.extxyz'}, graph: {{cutoff: 4.5, max_neighbors: 12}}, "
+        "forces: conservative}\n"
+        "optim: {lr: 1.0e-4, warmup_steps: 1}\n"
+        "trainer: {max_epochs: 1, max_steps: 2, batch_size: 4, progress: false, threads: 1}\n")
+    out = tmp_path / "run"
+    base = load_model_dir(pretrained)
+    assert main([str(cfg), f"out={out}"]) == 0
+    model = load_model_dir(out / "model")
+    assert model.head_names == ["metals", "molecules"] and not model.config.direct_forces
+    assert model.card["trained_from"].startswith(str(pretrained))
+    # two steps at lr 1e-4 move the weights a little; a fresh init would be far away
+    b, m = base.state_dict(), model.state_dict()
+    k = "backbone.int_blocks.0.atom_update.layers.0.linear.weight"
+    k = k if k in m else next(x for x in m if x.startswith("backbone.") and m[x].ndim == 2)
+    assert (m[k] - b[k]).abs().max() < 0.05 * b[k].abs().max()
+    card = tmp_path / "card.yaml"
+    card.write_text("name: gen\npretraining: false\ntargets: [energy, forces, stress]\n"
+                    "head_rules: [{head: molecules, only_elements: [1, 6]}, {head: metals}]\n"
+                    "readme: |\n  # gen\n\n  {test_table}\n")
+    r = _run(["-m", "training.ship", str(out / "model"), str(tmp_path / "shipped"), "--card", str(card),
+              "--test", f"metals={data / 'bulk_val.extxyz'}"], timeout=300)
+    assert r.returncode == 0, r.stderr[-2000:]
+    shipped = json.loads((tmp_path / "shipped" / "config.json").read_text())["card"]
+    assert set(shipped["test_metrics"]["metals"]) >= {"energy", "forces", "stress"}
+    assert "| metals |" in (tmp_path / "shipped" / "README.md").read_text()
+    calc = JMPCalculator(tmp_path / "shipped")  # no head= needed: the card routes
+    assert isinstance(calc.potential, RoutedPotential)
+    assert calc.potential.route(molecule("CH4")) == "molecules" and calc.potential.route(bulk("Cu")) == "metals"
+    bad = _run(["-m", "training.ship", str(out / "model"), str(tmp_path / "nope"), "--card", str(card),
+                "--test", "oc20=x.xyz"], timeout=120)
+    assert bad.returncode == 2 and "oc20=x.xyz" in bad.stderr and not (tmp_path / "nope").exists()

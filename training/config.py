@@ -59,6 +59,12 @@ class ModelConfig:
     preset: str = "tiny"  #: tiny | jmp_s | jmp_l (jmp_calc.config presets)
     overrides: dict[str, Any] = field(default_factory=dict)  #: GemNetOCConfig fields (emb sizes, edge_dropout...)
     fit_scale_factors_batches: int = 8  #: batches used to fit scale factors of a new model (0: skip)
+    #: start from this model (a registry name or model directory, e.g. a pre-trained backbone): its architecture
+    #: (``preset`` is ignored; ``overrides`` may still set dropout), backbone weights and scale factors, and the
+    #: energy MLP of every head whose name matches a dataset's; the other heads start fresh
+    init_from: str | None = None
+    #: with init_from: new head name -> the base head whose energy MLP starts it (default: the head of the same name)
+    init_heads: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass
@@ -176,4 +182,7 @@ def load_config(path: str | Path, overrides: list[str] = ()) -> RunConfig:
             v = getattr(d, k)
             if v and not Path(v).is_absolute() and not Path(v).exists() and (base / v).exists():
                 setattr(d, k, str(base / v))
+    v = cfg.model.init_from
+    if v and not Path(v).is_absolute() and not Path(v).exists() and (base / v).exists():
+        cfg.model.init_from = str(base / v)
     return cfg

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import dataclasses
 import json
 import os
 import subprocess
@@ -150,7 +151,9 @@ def run_dir(task: str, size: str, mode: str, seed: int, variant: str = "") -> Pa
 
 
 def finetune_command(task: MiniTask, base: str, size: str, mode: str, seed: int, threads: int,
-                     variant: str = "", extra: tuple[str, ...] = ()) -> list[str]:
+                     variant: str = "", extra: tuple[str, ...] = (), epochs: int | None = None) -> list[str]:
+    if epochs:
+        task = dataclasses.replace(task, epochs=epochs)
     f = task_files(task)
     out = run_dir(task.name, size, mode, seed, variant)
     cmd = [sys.executable, "-m", "training.finetune", "--base", base, "--train", str(f["train"]),
@@ -173,7 +176,8 @@ def _theory(task: MiniTask) -> str:
 
 
 def finetune(base: str, size: str, tasks: list[str], seeds: list[int], jobs: int, threads: int,
-             modes=("pretrained", "scratch"), variant: str = "", extra: tuple[str, ...] = ()) -> None:
+             modes=("pretrained", "scratch"), variant: str = "", extra: tuple[str, ...] = (),
+             epochs: int | None = None) -> None:
     todo = []
     for name in tasks:
         for seed in seeds:
@@ -189,7 +193,7 @@ def finetune(base: str, size: str, tasks: list[str], seeds: list[int], jobs: int
         if (out / "test_metrics.json").exists():  # finished meanwhile by another driver
             return 0
         out.mkdir(parents=True, exist_ok=True)
-        cmd = finetune_command(task, base, size, mode, seed, threads, variant, extra)
+        cmd = finetune_command(task, base, size, mode, seed, threads, variant, extra, epochs)
         if (out / "checkpoints").exists():
             cmd.append("--resume")
         t0 = time.time()
@@ -220,38 +224,80 @@ def _curve(out: Path, metric: str):
     return ep, wall, val
 
 
+def _pair(name: str, size: str, pre_dir: Path, scr_dir: Path) -> dict | None:
+    """Test MAEs, curves and the fine-tuning speed-up of one pre-trained run against one scratch run."""
+    task = TASKS[name]
+    res = {}
+    for mode, out in (("pretrained", pre_dir), ("scratch", scr_dir)):
+        if not (out / "test_metrics.json").exists():
+            return None
+        tm = json.loads((out / "test_metrics.json").read_text())
+        ep, wall, val = _curve(out, task.metric)
+        if not val:
+            return None
+        res[mode] = {"test": tm[task.metric]["mae"] * task.scale, "epochs": ep, "wall": wall, "val": val,
+                     "energy": tm.get("energy", {}).get("mae") if task.metric == "forces" else None}
+    pre, scr = res["pretrained"], res["scratch"]
+    best_scratch = min(scr["val"])
+    k_best = scr["val"].index(best_scratch)
+    reach = next((i for i, v in enumerate(pre["val"]) if v <= best_scratch), None)
+    return {
+        "task": name, "size": size, "role": task.paper_role, "metric": task.metric, "unit": task.unit,
+        "pretrained": pre["test"], "scratch": scr["test"],
+        "improvement_pct": 100.0 * (1 - pre["test"] / scr["test"]),
+        "pre_energy_meV": None if pre["energy"] is None else pre["energy"] * 1000,
+        "scratch_energy_meV": None if scr["energy"] is None else scr["energy"] * 1000,
+        "epochs_budget": max(scr["epochs"]),
+        "scratch_best_epoch": int(scr["epochs"][k_best]),
+        "pre_reach_epoch": None if reach is None else pre["epochs"][reach],
+        "speedup_epochs": None if reach is None else scr["epochs"][k_best] / pre["epochs"][reach],
+        "pre_reach_wall_s": None if reach is None else pre["wall"][reach],
+        "scratch_best_wall_s": scr["wall"][k_best],
+        "speedup_wall": None if reach is None else scr["wall"][k_best] / pre["wall"][reach],
+        "curves": {"pretrained": [pre["epochs"], pre["val"]], "scratch": [scr["epochs"], scr["val"]]},
+    }
+
+
 def collect(sizes=("s", "l"), seeds=(0,)) -> list[dict]:
+    """The main grid: every task and size with both a pre-trained and a scratch run of the task's budget."""
     rows = []
-    for name, task in TASKS.items():
+    for name in TASKS:
         for size in sizes:
-            res = {}
-            for mode in ("pretrained", "scratch"):
-                out = run_dir(name, size, mode, seeds[0])
-                if not (out / "test_metrics.json").exists():
-                    break
-                tm = json.loads((out / "test_metrics.json").read_text())
-                ep, wall, val = _curve(out, task.metric)
-                res[mode] = {"test": tm[task.metric]["mae"] * task.scale, "epochs": ep, "wall": wall, "val": val,
-                             "energy": tm.get("energy", {}).get("mae") if task.metric == "forces" else None}
-            if len(res) < 2:
-                continue
-            pre, scr = res["pretrained"], res["scratch"]
-            best_scratch = min(scr["val"])
-            reach = next((i for i, v in enumerate(pre["val"]) if v <= best_scratch), None)
-            rows.append({
-                "task": name, "size": size, "role": task.paper_role, "metric": task.metric, "unit": task.unit,
-                "pretrained": pre["test"], "scratch": scr["test"],
-                "improvement_pct": 100.0 * (1 - pre["test"] / scr["test"]),
-                "pre_energy_meV": None if pre["energy"] is None else pre["energy"] * 1000,
-                "scratch_energy_meV": None if scr["energy"] is None else scr["energy"] * 1000,
-                "scratch_best_epoch": int(scr["epochs"][scr["val"].index(best_scratch)]),
-                "pre_reach_epoch": None if reach is None else pre["epochs"][reach],
-                "speedup_epochs": None if reach is None else scr["epochs"][scr["val"].index(best_scratch)] / pre["epochs"][reach],
-                "pre_reach_wall_s": None if reach is None else pre["wall"][reach],
-                "scratch_best_wall_s": scr["wall"][scr["val"].index(best_scratch)],
-                "curves": {"pretrained": [pre["epochs"], pre["val"]], "scratch": [scr["epochs"], scr["val"]]},
-            })
+            r = _pair(name, size, run_dir(name, size, "pretrained", seeds[0]), run_dir(name, size, "scratch", seeds[0]))
+            if r:
+                rows.append(r)
     return rows
+
+
+def collect_variants() -> list[dict]:
+    """Pre-trained runs with other settings (``--variant``), each against the scratch run of the same variant
+    when there is one (e.g. a longer budget for both), else against the task's plain scratch run."""
+    rows = []
+    for d in sorted(RUNS.glob("*__pretrained-*__seed*")):
+        name, size, mode, seed = d.name.split("__")
+        if name not in TASKS:
+            continue
+        variant = mode.split("-", 1)[1]
+        scr = run_dir(name, size, "scratch", int(seed[4:]), variant)
+        paired = (scr / "test_metrics.json").exists()
+        r = _pair(name, size, d, scr if paired else run_dir(name, size, "scratch", int(seed[4:])))
+        if r:
+            r.update(variant=variant, scratch_variant=variant if paired else "(task budget)")
+            rows.append(r)
+    return rows
+
+
+def _reach(r: dict) -> str:
+    if r["pre_reach_epoch"] is None:
+        return f"never (scratch best: epoch {r['scratch_best_epoch']})"
+    return (f"epoch {r['pre_reach_epoch']} vs {r['scratch_best_epoch']}; {r['pre_reach_wall_s']:.0f} s vs "
+            f"{r['scratch_best_wall_s']:.0f} s")
+
+
+def _speed(r: dict) -> str:
+    if r["speedup_epochs"] is None:
+        return "-"
+    return f"{r['speedup_epochs']:.1f}x ({r['speedup_wall']:.1f}x)"
 
 
 def report(out: Path = RESULTS) -> None:
@@ -264,15 +310,14 @@ def report(out: Path = RESULTS) -> None:
     rows = collect()
     if not rows:
         raise SystemExit("no finished pairs of runs under runs/mini-finetune (run `finetune` first)")
+    variants = collect_variants()
     out.mkdir(parents=True, exist_ok=True)
-    (out / "mini_jmp_results.json").write_text(json.dumps(rows, indent=1) + "\n")
+    (out / "mini_jmp_results.json").write_text(json.dumps({"grid": rows, "variants": variants}, indent=1) + "\n")
     lines = ["| task (plays the role of) | size | test MAE pre-trained | test MAE scratch | improvement | "
-             "paper: scratch -> JMP (improvement) | epoch pre-trained first reaches scratch's best val | "
-             "speed-up (epochs) |",
+             "paper: scratch -> JMP (improvement) | pre-trained first reaches scratch's best val: epoch; wall | "
+             "speed-up epochs (wall) |",
              "|---|---|---|---|---|---|---|---|"]
     for r in rows:
-        reach = "never" if r["pre_reach_epoch"] is None else f"{r['pre_reach_epoch']} (scratch best: {r['scratch_best_epoch']})"
-        sp = "-" if r["speedup_epochs"] is None else f"{r['speedup_epochs']:.1f}x"
         paper = PAPER.get(r["task"])
         if paper:
             scr_p, pre_p = (paper[0], paper[1]) if r["size"] == "s" else (paper[2], paper[3])
@@ -280,51 +325,61 @@ def report(out: Path = RESULTS) -> None:
         else:
             paper_s = "-"
         lines.append(f"| {r['task']} ({r['role']}) | {r['size'].upper()} | {r['pretrained']:.1f} {r['unit']} | "
-                     f"{r['scratch']:.1f} {r['unit']} | {r['improvement_pct']:+.0f} % | {paper_s} | {reach} | {sp} |")
-    imps = [r["improvement_pct"] for r in rows if r["size"] == "s"]
-    if imps:
-        paper_imps = [100 * (1 - PAPER[r["task"]][1] / PAPER[r["task"]][0]) for r in rows
-                      if r["size"] == "s" and r["task"] in PAPER]
-        lines.append(f"\nMean improvement over {len(imps)} tasks (S): {np.mean(imps):+.1f} % "
-                     f"(paper, the corresponding JMP-S tasks: {np.mean(paper_imps):+.1f} %)")
-    variants = []
-    for d in sorted(RUNS.glob("*__pretrained-*__seed0")):
-        name, size, mode, _ = d.name.split("__")
-        scr = run_dir(name, size, "scratch", 0)
-        if name not in TASKS or not (d / "test_metrics.json").exists() or not (scr / "test_metrics.json").exists():
-            continue
-        task, variant = TASKS[name], mode.split("-", 1)[1]
-        pre_t = json.loads((d / "test_metrics.json").read_text())[task.metric]["mae"] * task.scale
-        scr_t = json.loads((scr / "test_metrics.json").read_text())[task.metric]["mae"] * task.scale
-        ep, _, val = _curve(d, task.metric)
-        s_ep, _, s_val = _curve(scr, task.metric)
-        reach = next((e for e, v in zip(ep, val) if v <= min(s_val)), None)
-        variants.append(f"| {name} | {size.upper()} | {variant} | {pre_t:.1f} {task.unit} | {scr_t:.1f} {task.unit} | "
-                        f"{100 * (1 - pre_t / scr_t):+.0f} % | {'never' if reach is None else reach} "
-                        f"(scratch best: {s_ep[s_val.index(min(s_val))]}) |")
+                     f"{r['scratch']:.1f} {r['unit']} | {r['improvement_pct']:+.0f} % | {paper_s} | {_reach(r)} | "
+                     f"{_speed(r)} |")
+    for size in ("s", "l"):
+        sel = [r for r in rows if r["size"] == size]
+        if sel:
+            paper_imps = [100 * (1 - PAPER[r["task"]][1 + 2 * (size == "l")] / PAPER[r["task"]][2 * (size == "l")])
+                          for r in sel if r["task"] in PAPER]
+            lines.append(f"\nMean improvement over {len(sel)} tasks ({size.upper()}): "
+                         f"{np.mean([r['improvement_pct'] for r in sel]):+.1f} % (paper, the corresponding "
+                         f"JMP-{size.upper()} tasks: {np.mean(paper_imps):+.1f} %)")
+    both = [t for t in TASKS if {(t, "s"), (t, "l")} <= {(r["task"], r["size"]) for r in rows}]
+    if both:
+        by = {(r["task"], r["size"]): r for r in rows}
+        lines += ["", "Scaling, S vs L (test MAE; same tasks, budgets and seed):", "",
+                  "| task | S scratch | S pre-trained | L scratch | L pre-trained | L vs S, scratch | "
+                  "L vs S, pre-trained | paper GN-OC-S / JMP-S / GN-OC-L / JMP-L |", "|---|---|---|---|---|---|---|---|"]
+        for t in both:
+            s_, l_ = by[(t, "s")], by[(t, "l")]
+            p = PAPER.get(t)
+            lines.append(f"| {t} | {s_['scratch']:.1f} | {s_['pretrained']:.1f} | {l_['scratch']:.1f} | "
+                         f"{l_['pretrained']:.1f} | {100 * (1 - l_['scratch'] / s_['scratch']):+.0f} % | "
+                         f"{100 * (1 - l_['pretrained'] / s_['pretrained']):+.0f} % | "
+                         + (" / ".join(f"{x:g}" for x in p) if p else "-") + f" ({s_['unit']}) |")
     if variants:
-        lines += ["", "Variants (pre-trained runs with other settings, against the same scratch runs):", "",
-                  "| task | size | variant | test MAE pre-trained | test MAE scratch | improvement | "
-                  "epoch pre-trained first reaches scratch's best val |", "|---|---|---|---|---|---|---|"] + variants
+        lines += ["", "Variants (pre-trained runs with other settings; against the scratch run of the same variant "
+                  "where one exists):", "",
+                  "| task | size | variant | scratch run | test MAE pre-trained | test MAE scratch | improvement | "
+                  "pre-trained first reaches scratch's best val: epoch; wall | speed-up epochs (wall) |",
+                  "|---|---|---|---|---|---|---|---|---|"]
+        for r in variants:
+            lines.append(f"| {r['task']} | {r['size'].upper()} | {r['variant']} | {r['scratch_variant']} | "
+                         f"{r['pretrained']:.1f} {r['unit']} | {r['scratch']:.1f} {r['unit']} | "
+                         f"{r['improvement_pct']:+.0f} % | {_reach(r)} | {_speed(r)} |")
     (out / "mini_jmp_table.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
-    n = len(rows)
+    panels = rows + [r for r in variants if r["scratch_variant"] != "(task budget)"]
+    n = len(panels)
     cols = min(4, n)
-    fig, axes = plt.subplots((n + cols - 1) // cols, cols, figsize=(4 * cols, 3.2 * ((n + cols - 1) // cols)),
-                             squeeze=False)
-    for ax, r in zip(axes.flat, rows):
+    nrow = (n + cols - 1) // cols
+    fig, axes = plt.subplots(nrow, cols, figsize=(4 * cols, 3.2 * nrow), squeeze=False)
+    for ax, r in zip(axes.flat, panels):
         for mode, style in (("pretrained", "-o"), ("scratch", "--s")):
             ep, val = r["curves"][mode]
             ax.plot(ep, np.asarray(val) * TASKS[r["task"]].scale, style, ms=3, label=mode)
         ax.set_yscale("log")
-        ax.set_title(f"{r['task']} ({r['size'].upper()})", fontsize=9)
+        ax.set_title(f"{r['task']} ({r['size'].upper()}" + (f", {r['variant']})" if "variant" in r else ")"),
+                     fontsize=9)
         ax.set_xlabel("epoch")
         ax.set_ylabel(f"val MAE {r['metric']} ({r['unit']})", fontsize=8)
         ax.legend(fontsize=7)
     for ax in list(axes.flat)[n:]:
         ax.axis("off")
     fig.tight_layout()
-    fig.savefig(out / "mini_jmp_learning_curves.png", dpi=110)
+    fig.savefig(out / "mini_jmp_learning_curves.png", dpi=100)
+    plt.close(fig)
     print(f"wrote {out / 'mini_jmp_table.md'}, {out / 'mini_jmp_learning_curves.png'}")
 
 
@@ -343,6 +398,8 @@ def main(argv=None) -> int:
     f.add_argument("--variant", default="", help="label of a variant run (its directory gets -VARIANT); "
                    "with --extra, e.g. --variant lr1e-3 --extra=--lr=1e-3")
     f.add_argument("--extra", nargs="*", default=[], help="more training.finetune arguments for a variant")
+    f.add_argument("--epochs", type=int, help="epochs (and cosine length) instead of the task's budget; with a "
+                   "--variant label (e.g. --variant e30 --epochs 30: both modes get the longer budget)")
     f.add_argument("--modes", nargs="*", default=["pretrained", "scratch"], choices=["pretrained", "scratch"],
                    help="scratch runs only use BASE's architecture and graph settings, so they can run before the "
                         "pre-training has finished (any model directory of the same architecture gives the same run)")
@@ -352,8 +409,10 @@ def main(argv=None) -> int:
         prepare()
     elif args.cmd == "finetune":
         prepare()
+        if args.epochs and not args.variant:
+            raise SystemExit("--epochs needs a --variant label (runs of another budget go to their own directories)")
         finetune(args.base, args.size, args.tasks, args.seeds, args.jobs, args.threads, args.modes,
-                 args.variant, tuple(args.extra))
+                 args.variant, tuple(args.extra), args.epochs)
     else:
         report()
     return 0

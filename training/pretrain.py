@@ -13,6 +13,7 @@ every head, loadable by ``JMPCalculator(OUT/"model", head=NAME)`` and by ``train
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sys
 from pathlib import Path
 
@@ -33,13 +34,21 @@ def build(cfg: RunConfig):
     import lightning.pytorch as pl
 
     pl.seed_everything(cfg.seed, verbose=False)  # the model's initial weights are part of the run
-    if cfg.model.preset not in PRESETS:
+    base = None
+    if cfg.model.init_from:
+        from .finetune import load_base
+
+        base = load_base(cfg.model.init_from)
+    elif cfg.model.preset not in PRESETS:
         raise ConfigError(f"model.preset must be one of {sorted(PRESETS)}, got {cfg.model.preset!r}")
     direct = any(d.forces == "direct" for d in cfg.datasets)
     if direct and any(d.forces == "conservative" for d in cfg.datasets):
         raise ConfigError("pre-training mixes direct and conservative forces; use one kind for every dataset")
     try:
-        backbone = PRESETS[cfg.model.preset](**{**cfg.model.overrides, "direct_forces": direct})
+        if base is not None:
+            backbone = dataclasses.replace(base.config, **{**cfg.model.overrides, "direct_forces": direct})
+        else:
+            backbone = PRESETS[cfg.model.preset](**{**cfg.model.overrides, "direct_forces": direct})
     except (TypeError, jconfig.ConfigError) as exc:
         raise ConfigError(f"model.overrides: {exc}") from None
     names = [d.name for d in cfg.datasets]
@@ -71,7 +80,33 @@ def build(cfg: RunConfig):
               + (f"force rms {stats.get('force_rms', float('nan')):.4g} eV/A" if "force_rms" in stats else ""),
               flush=True)
     model = JMPModel(backbone, heads)
+    if base is not None:
+        print(init_from(base, model, cfg.model.init_from, cfg.model.init_heads), flush=True)
     return model, tasks, task_data, trains, vals, props
+
+
+def init_from(base: JMPModel, model: JMPModel, label: str, head_map: dict[str, str] | None = None) -> str:
+    """Backbone (and scale factors) of ``base`` into ``model``, plus the energy MLP of each head of the same name;
+    returns a one-line summary."""
+    from .finetune import transfer_backbone
+
+    n, fresh = transfer_backbone(base, model)
+    src, dst = base.state_dict(), model.state_dict()
+    copied, new = [], []
+    for i, name in enumerate(model.head_names):
+        src_name = (head_map or {}).get(name, name)
+        if head_map and name in head_map and src_name not in base.head_names:
+            raise ConfigError(f"model.init_heads: {label} has no head {src_name!r}; its heads are {base.head_names}")
+        j = base.head_names.index(src_name) if src_name in base.head_names else None
+        keys = [k for k in dst if k.startswith(f"output.out_energy.{i}.")]
+        pairs = {k: f"output.out_energy.{j}." + k[len(f"output.out_energy.{i}."):] for k in keys} if j is not None else {}
+        if pairs and all(v in src and src[v].shape == dst[k].shape for k, v in pairs.items()):
+            model.load_state_dict({k: src[v] for k, v in pairs.items()}, strict=False)
+            copied.append(name if src_name == name else f"{name} <- {src_name}")
+        else:
+            new.append(name)
+    return (f"initialised from {label}: {n} backbone tensors" + (f" ({len(fresh)} force-branch tensors new)" if fresh
+            else "") + f"; heads from the base: {copied or 'none'}; new heads: {new or 'none'}")
 
 
 def main(argv=None) -> int:
@@ -100,11 +135,13 @@ def main(argv=None) -> int:
                 "pretraining": True, "license": "MIT", "elements": sorted({int(z) for h in model.heads
                                                                           for z in (h.atom_refs or {})}),
                 "forces": {h.name: ("direct" if h.direct_forces else "conservative") for h in model.heads},
-                "units": {"energy": "eV", "forces": "eV/A"}, "trained_from": "scratch (training.pretrain)"}
+                "units": {"energy": "eV", "forces": "eV/A"},
+                "trained_from": f"{cfg.model.init_from} (training.pretrain, model.init_from)" if cfg.model.init_from
+                else "scratch (training.pretrain)"}
         readme = (f"# {cfg.name}\n\nA GemNet-OC backbone pre-trained with `training.pretrain` on "
                   f"{', '.join(d.name for d in cfg.datasets)} (one head each). Use a head zero-shot with "
                   "`JMPCalculator(path, head=NAME)` or fine-tune it with `python -m training.finetune --base`.\n")
-        result = fit(cfg, model, tasks, trains, vals, task_data, resume=args.resume, fit_scales=True, card=card,
+        result = fit(cfg, model, tasks, trains, vals, task_data, resume=args.resume, fit_scales=not cfg.model.init_from, card=card,
                      readme=readme, property_names=props)
     except (ConfigError, DataError, TrainingError) as exc:
         print(f"error: {exc}", file=sys.stderr)

@@ -1,0 +1,186 @@
+"""Several heads of one model behind one :class:`~jmp_calc.potential.Potential` interface.
+
+A multi-domain model (e.g. ``jmp-mini-general``: an EMT ``surfaces`` head and a GFN2-xTB ``molecules`` head on one
+backbone) carries ``head_rules`` in its model card: an ordered list of rules, each naming a head and, optionally, a
+condition on the structure's elements::
+
+    "head_rules": [{"head": "molecules", "only_elements": [1, 6, 7, 8]},   # only H, C, N, O -> molecules
+                   {"head": "surfaces"}]                                  # anything else
+
+``only_elements``: every atom is one of these; ``any_element``: at least one atom is one of these; no condition:
+always matches (the last rule should have none). :func:`make_potential` returns a :class:`RoutedPotential` when no
+head is asked for and the card has rules, else a plain :class:`Potential` of the one head.
+
+Beware: the heads follow their own datasets' levels of theory, so energy *differences* between structures routed to
+different heads (an adsorbate on a metal slab against the gas-phase molecule) mix two levels of theory; pass
+``head=`` to evaluate every structure with one head.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .graph.structures import as_structure
+from .potential import InputError, Potential
+
+__all__ = ["RoutedPotential", "make_potential", "head_rules"]
+
+
+def head_rules(model) -> list[dict] | None:
+    """The validated ``head_rules`` of a model's card (None when it has none)."""
+    rules = ((getattr(model, "card", None) or {}).get("head_rules")) or None
+    if rules is None:
+        return None
+    names = model.head_names
+    for r in rules:
+        if r.get("head") not in names:
+            raise InputError(f"model card head_rules name head {r.get('head')!r}; the model has heads {names}")
+        unknown = set(r) - {"head", "only_elements", "any_element"}
+        if unknown:
+            raise InputError(f"model card head_rules: unknown condition(s) {sorted(unknown)} in {r}")
+    return rules
+
+
+def make_potential(model, *, head=None, **kwargs):
+    """``Potential(model, head=head, ...)``, or a :class:`RoutedPotential` when ``head`` is None/"auto" and the
+    model card has ``head_rules``."""
+    rules = head_rules(model)
+    if rules and head in (None, "auto"):
+        return RoutedPotential(model, rules, **kwargs)
+    if head == "auto":
+        head = None
+    return Potential(model, head=head, **kwargs)
+
+
+class RoutedPotential:
+    """Sends each structure to the head of the first matching rule (see the module docstring); otherwise behaves
+    like :class:`Potential` (``predict``, ``predict_many``, ``iter_predict``, ``batch`` + ``predict_tensors``).
+    The heads share one model in memory."""
+
+    def __init__(self, model, rules: list[dict], **kwargs):
+        self.rules = [(r["head"], frozenset(r.get("only_elements") or ()), frozenset(r.get("any_element") or ()))
+                      for r in rules]
+        self.potentials: dict[str, Potential] = {}
+        for name, _, _ in self.rules:
+            if name not in self.potentials:
+                self.potentials[name] = Potential(model, head=name, **kwargs)
+        first = next(iter(self.potentials.values()))
+        self.model, self.device, self.dtype = first.model, first.device, first.dtype
+        self.deterministic = first.deterministic
+        kinds = {p.forces for p in self.potentials.values()}
+        self.forces = kinds.pop() if len(kinds) == 1 else "mixed"
+        self._current: Potential | None = None
+
+    @property
+    def heads(self) -> list[str]:
+        return list(self.potentials)
+
+    @property
+    def implemented_properties(self) -> list[str]:
+        sets = [p.implemented_properties for p in self.potentials.values()]
+        return [k for k in sets[0] if all(k in s for s in sets[1:])]
+
+    def route(self, structure) -> str:
+        """The head that evaluates ``structure``."""
+        z = set(np.unique(as_structure(structure).numbers).tolist())
+        for name, only, any_ in self.rules:
+            if only and not z <= only:
+                continue
+            if any_ and not z & any_:
+                continue
+            return name
+        raise InputError(f"no head rule matches a structure of elements {sorted(z)}; pass head=... explicitly")
+
+    def potential_for(self, structure) -> Potential:
+        return self.potentials[self.route(structure)]
+
+    def check(self, s) -> None:
+        self.potential_for(s).check(s)
+
+    def predict(self, structures, properties=("energy", "forces"), graphs=None) -> list[dict]:
+        """Structures grouped by head, one model call per head; results in input order."""
+        if graphs is not None:
+            raise InputError("prebuilt graphs need a single head: use head=... (graphs depend on the head)")
+        structures = [as_structure(s) for s in structures]
+        groups: dict[str, list[int]] = {}
+        for i, s in enumerate(structures):
+            groups.setdefault(self.route(s), []).append(i)
+        out: list[dict | None] = [None] * len(structures)
+        for name, idx in groups.items():
+            for i, r in zip(idx, self.potentials[name].predict([structures[i] for i in idx], properties=properties)):
+                out[i] = r
+        return out
+
+    def predict_many(self, structures, **kwargs) -> list[dict]:
+        return list(self.iter_predict(structures, **kwargs))
+
+    def iter_predict(self, structures, *, batch_size: int | None = None, max_atoms: int | None = None,
+                     max_edges: int | None = None, properties=("energy", "forces"), progress: bool | None = None):
+        """As :meth:`Potential.iter_predict`: consecutive structures are read in chunks (``batch_size``
+        structures, ``max_atoms`` atoms), each chunk is split by head and evaluated head by head, and the results
+        are yielded in input order."""
+        gpu = self.device.type == "cuda"
+        batch_size = batch_size or 256
+        max_atoms = max_atoms or (40_000 if gpu else 4_000)
+        try:
+            total = len(structures)
+        except TypeError:
+            total = None
+        from tqdm import tqdm
+
+        bar = tqdm(total=total, desc="predict_many", unit="struct",
+                   disable=not (progress if progress is not None else (total or 0) > 200))
+        chunk, n_atoms = [], 0
+        try:
+            for obj in structures:
+                s = as_structure(obj)
+                if chunk and (len(chunk) >= batch_size or n_atoms + len(s.numbers) > max_atoms):
+                    yield from self._chunk(chunk, properties, max_atoms, max_edges)
+                    bar.update(len(chunk))
+                    chunk, n_atoms = [], 0
+                chunk.append(s)
+                n_atoms += len(s.numbers)
+            if chunk:
+                yield from self._chunk(chunk, properties, max_atoms, max_edges)
+                bar.update(len(chunk))
+        finally:
+            bar.close()
+
+    def _chunk(self, chunk, properties, max_atoms, max_edges):
+        groups: dict[str, list[int]] = {}
+        for i, s in enumerate(chunk):
+            groups.setdefault(self.route(s), []).append(i)
+        out: list[dict | None] = [None] * len(chunk)
+        for name, idx in groups.items():
+            results = self.potentials[name].iter_predict([chunk[i] for i in idx], max_atoms=max_atoms,
+                                                         max_edges=max_edges, properties=properties, progress=False)
+            for i, r in zip(idx, results):
+                out[i] = r
+        return out
+
+    # torch-level interface (torch-sim, embeddings): one head per batch
+    def batch(self, structures, graphs=None):
+        structures = [as_structure(s) for s in structures]
+        names = {self.route(s) for s in structures}
+        if len(names) != 1:
+            raise InputError(f"this batch mixes structures for heads {sorted(names)}; evaluate them separately or "
+                             "pass head=... to use one head for all")
+        self._current = self.potentials[names.pop()]
+        return self._current.batch(structures, graphs)
+
+    def predict_tensors(self, g, props):
+        if self._current is None:
+            raise InputError("call batch() first: it picks the head")
+        return self._current.predict_tensors(g, props)
+
+    @property
+    def graph(self):
+        return next(iter(self.potentials.values())).graph
+
+    @property
+    def head(self):
+        return next(iter(self.potentials.values())).head
+
+    @property
+    def graph_reuses(self) -> int:
+        return sum(p.graph_reuses for p in self.potentials.values())

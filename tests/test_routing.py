@@ -1,0 +1,104 @@
+"""Per-structure head choice (model card ``head_rules``, jmp_calc.routing): a two-head model routes molecules and
+metal structures to different heads, exactly as the single-head potentials would evaluate them."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from ase.build import bulk, fcc111, molecule
+
+from jmp_calc import JMPCalculator
+from jmp_calc.config import GraphConfig, HeadConfig, tiny
+from jmp_calc.model import JMPModel
+from jmp_calc.potential import InputError, Potential
+from jmp_calc.routing import RoutedPotential, make_potential
+
+RULES = [{"head": "molecules", "only_elements": [1, 6, 7, 8]}, {"head": "surfaces"}]
+
+
+@pytest.fixture(scope="module")
+def model():
+    torch.manual_seed(0)
+    graph = GraphConfig(cutoff=5.0, max_neighbors=18, max_neighbors_a2ee2a=18, max_neighbors_qint=12)
+    heads = [HeadConfig(name="surfaces", direct_forces=False, graph=graph, atom_refs={29: -3.0, 8: -1.0}),
+             HeadConfig(name="molecules", direct_forces=False, graph=graph, atom_refs={1: -0.5, 6: -2.0, 8: -4.0},
+                        set_tags_to=2)]
+    m = JMPModel(tiny(absolute_rbf_cutoff=5.0, direct_forces=False, dihedral_basis="smooth"), heads)
+    m.card = {"head_rules": RULES, "forces": {"surfaces": "conservative", "molecules": "conservative"}}
+    return m.double()
+
+
+def _systems():
+    slab = fcc111("Cu", (2, 2, 3), vacuum=6.0)
+    slab.set_tags(np.repeat([3, 2, 1], 4))
+    mol = molecule("CH3OH")
+    cu = bulk("Cu", "fcc", a=3.6, cubic=True)
+    slab.rattle(0.05, seed=1)  # no ties at the neighbour caps
+    cu.rattle(0.05, seed=2)
+    return [mol, slab, molecule("H2O"), cu]
+
+
+def test_routes_by_elements(model):
+    pot = make_potential(model, dtype="float64")
+    assert isinstance(pot, RoutedPotential)
+    assert [pot.route(a) for a in _systems()] == ["molecules", "surfaces", "molecules", "surfaces"]
+    oxide_on_cu = fcc111("Cu", (2, 2, 2), vacuum=5.0) + molecule("O2")  # any non-organic element -> surfaces
+    assert pot.route(oxide_on_cu) == "surfaces"
+
+
+def test_results_equal_the_single_head_potentials(model):
+    routed = make_potential(model, dtype="float64")
+    single = {h: Potential(model, head=h, dtype="float64") for h in ("molecules", "surfaces")}
+    systems = _systems()
+    mixed = routed.predict(systems, properties=("energy", "forces"))
+    streamed = list(routed.iter_predict(iter(systems), batch_size=3))
+    for a, r, st in zip(systems, mixed, streamed):
+        (ref,) = single[routed.route(a)].predict([a])
+        assert r["energy"] == pytest.approx(ref["energy"], abs=1e-10)
+        np.testing.assert_allclose(r["forces"], ref["forces"], atol=1e-10)
+        assert st["energy"] == pytest.approx(ref["energy"], abs=1e-10)
+    # the heads really differ: evaluating the molecule with the surfaces head gives another energy
+    (other,) = single["surfaces"].predict([systems[0]])
+    assert abs(other["energy"] - mixed[0]["energy"]) > 1e-3
+
+
+def test_calculator_routes_and_explicit_head_overrides(model):
+    mol, slab, _, cu = _systems()
+    calc = JMPCalculator(model, dtype="float64")
+    assert isinstance(calc.potential, RoutedPotential) and "stress" in calc.implemented_properties
+    mol.calc = calc
+    e_routed = mol.get_potential_energy()
+    (ref,) = Potential(model, head="molecules", dtype="float64").predict([mol])
+    assert e_routed == pytest.approx(ref["energy"], abs=1e-10)
+    cu.calc = calc
+    assert cu.get_stress().shape == (6,)
+    fixed = JMPCalculator(model, head="surfaces", dtype="float64")
+    assert isinstance(fixed.potential, Potential)
+    mol2 = mol.copy()
+    mol2.calc = fixed
+    assert abs(mol2.get_potential_energy() - e_routed) > 1e-3
+    many = calc.predict_many([mol, slab, cu])
+    assert "stress" in many[2] and "stress" not in many[0]
+
+
+def test_mixed_torch_batch_is_a_clear_error(model):
+    pot = make_potential(model, dtype="float64")
+    with pytest.raises(InputError, match="mixes structures for heads"):
+        pot.batch(_systems()[:2])
+    g = pot.batch([_systems()[0]])
+    assert pot.predict_tensors(g, {"energy"})["energy"].shape == (1,)
+
+
+def test_bad_rules_are_reported(model):
+    bad = JMPModel(model.config, model.heads)
+    bad.card = {"head_rules": [{"head": "oc20"}]}
+    with pytest.raises(InputError, match="head_rules name head 'oc20'"):
+        make_potential(bad)
+    bad.card = {"head_rules": [{"head": "surfaces", "elements": [29]}]}
+    with pytest.raises(InputError, match="unknown condition"):
+        make_potential(bad)
+    none_match = JMPModel(model.config, model.heads)
+    none_match.card = {"head_rules": [{"head": "molecules", "only_elements": [1, 6, 7, 8]}]}
+    with pytest.raises(InputError, match="no head rule matches"):
+        make_potential(none_match).predict([bulk("Cu")])
