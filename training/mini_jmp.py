@@ -177,7 +177,7 @@ def _theory(task: MiniTask) -> str:
 
 def finetune(base: str, size: str, tasks: list[str], seeds: list[int], jobs: int, threads: int,
              modes=("pretrained", "scratch"), variant: str = "", extra: tuple[str, ...] = (),
-             epochs: int | None = None) -> None:
+             epochs: int | None = None, pair_with: str | None = None) -> None:
     todo = []
     for name in tasks:
         for seed in seeds:
@@ -193,6 +193,8 @@ def finetune(base: str, size: str, tasks: list[str], seeds: list[int], jobs: int
         if (out / "test_metrics.json").exists():  # finished meanwhile by another driver
             return 0
         out.mkdir(parents=True, exist_ok=True)
+        if pair_with is not None and mode == "pretrained":
+            (out / "pair.txt").write_text(pair_with + "\n")  # the scratch variant report compares it with
         cmd = finetune_command(task, base, size, mode, seed, threads, variant, extra, epochs)
         if (out / "checkpoints").exists():
             cmd.append("--resume")
@@ -278,11 +280,12 @@ def collect_variants() -> list[dict]:
         if name not in TASKS:
             continue
         variant = mode.split("-", 1)[1]
-        scr = run_dir(name, size, "scratch", int(seed[4:]), variant)
+        pair = (d / "pair.txt").read_text().strip() if (d / "pair.txt").exists() else variant
+        scr = run_dir(name, size, "scratch", int(seed[4:]), pair)
         paired = (scr / "test_metrics.json").exists()
         r = _pair(name, size, d, scr if paired else run_dir(name, size, "scratch", int(seed[4:])))
         if r:
-            r.update(variant=variant, scratch_variant=variant if paired else "(task budget)")
+            r.update(variant=variant, scratch_variant=pair if paired else "(task budget)")
             rows.append(r)
     return rows
 
@@ -400,6 +403,8 @@ def main(argv=None) -> int:
     f.add_argument("--extra", nargs="*", default=[], help="more training.finetune arguments for a variant")
     f.add_argument("--epochs", type=int, help="epochs (and cosine length) instead of the task's budget; with a "
                    "--variant label (e.g. --variant e30 --epochs 30: both modes get the longer budget)")
+    f.add_argument("--pair-with", help="scratch variant a pre-trained variant is compared with (default: the same "
+                   "label, else the task-budget scratch run), e.g. --variant e30-lr1e-3 --pair-with e30")
     f.add_argument("--modes", nargs="*", default=["pretrained", "scratch"], choices=["pretrained", "scratch"],
                    help="scratch runs only use BASE's architecture and graph settings, so they can run before the "
                         "pre-training has finished (any model directory of the same architecture gives the same run)")
@@ -412,7 +417,7 @@ def main(argv=None) -> int:
         if args.epochs and not args.variant:
             raise SystemExit("--epochs needs a --variant label (runs of another budget go to their own directories)")
         finetune(args.base, args.size, args.tasks, args.seeds, args.jobs, args.threads, args.modes,
-                 args.variant, tuple(args.extra), args.epochs)
+                 args.variant, tuple(args.extra), args.epochs, args.pair_with)
     else:
         report()
     return 0
