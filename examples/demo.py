@@ -1,10 +1,13 @@
 """jmp_calc demo with the model shipped inside the package (offline): relaxation, MD, phonons.
 
+The model is the default ``JMPCalculator()``, ``jmp-mini-general``: the mini-JMP pre-trained backbone fine-tuned on
+EMT metals/surfaces and GFN2-xTB molecules; these metal structures use its ``surfaces`` (EMT) head.
+
 1. relax an O adatom on Cu(111) (bottom layers fixed) with BFGS;
 2. NVE molecular dynamics of bulk Cu (32 atoms, 300 K, 1 fs) and its energy conservation;
 3. the phonon band structure of fcc Cu with phonopy (displacements evaluated in one batch), beside EMT's.
 
-Every result the model gives is compared with EMT, the method its training data came from. Writes PNGs to
+Every result the model gives is compared with EMT, the method that head's training data came from. Writes PNGs to
 examples/out/ (or --out). Runs in about a minute on 2 CPU cores.
 """
 
@@ -158,8 +161,15 @@ def main(argv=None):
 
     calc = JMPCalculator()  # the model shipped inside the package; no network needed
     card = calc.model.card
-    print(f"model: {card.get('name')} - {card.get('training_data')}")
-    print(f"       test MAE: {card.get('test_metrics')}")
+    print(f"model: {card.get('name')} ({card.get('task')})")
+    data, tests = card.get("training_data"), card.get("test_metrics") or {}
+    for head in calc.model.head_names:  # one line per head: its data and its measured test errors
+        m = tests.get(head, {})
+        errs = ", ".join(f"{k} {m[k]['mae'] * 1000:.1f} {u}" for k, u in
+                         (("energy_per_atom", "meV/atom"), ("forces", "meV/A"), ("stress", "meV/A^3")) if k in m)
+        print(f"  head {head}: {data.get(head) if isinstance(data, dict) else data}")
+        if errs:
+            print(f"    test MAE: {errs}")
     print("1. relaxation of O on Cu(111)")
     relax(calc, args.out)
     print("2. NVE molecular dynamics of bulk Cu")

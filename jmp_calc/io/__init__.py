@@ -16,7 +16,7 @@ __all__ = ["load_model", "embedded_models", "DEFAULT_MODEL", "REGISTRY", "ModelE
 
 
 #: the model shipped inside the package, used by ``JMPCalculator()`` with no argument
-DEFAULT_MODEL = "jmp-mini-emt"
+DEFAULT_MODEL = "jmp-mini-general"
 EMBEDDED_DIR = Path(__file__).resolve().parents[1] / "models"
 
 

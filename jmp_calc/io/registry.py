@@ -37,9 +37,13 @@ _JMP_NOTE = ("Original release: https://jmp-iclr-datasets.s3.amazonaws.com/{f} (
              "the path: JMPCalculator('/path/to/{f}', head='oc20').")
 
 REGISTRY: dict[str, ModelEntry] = {
+    "jmp-mini-general": ModelEntry(
+        name="jmp-mini-general", source="embedded", license="MIT", default_head=None,
+        description="default: jmp-mini-s fine-tuned on EMT metals/surfaces + GFN2-xTB organic molecules (two "
+                    "heads, chosen per structure: only H/C/N/O -> molecules, else surfaces; conservative, stress)"),
     "jmp-mini-emt": ModelEntry(
         name="jmp-mini-emt", source="embedded", license="MIT", default_head="energy",
-        description="small GemNet-OC trained on EMT metal slabs + adsorbates and bulk metals (offline default)"),
+        description="small GemNet-OC trained from scratch on EMT metal slabs + adsorbates and bulk metals"),
     "jmp-mini-s": ModelEntry(
         name="jmp-mini-s", source="embedded", license="MIT", default_head=None, zero_shot=True,
         description="mini-JMP backbone pre-trained here on mini-oc20/ani1x/t1x (3 heads); fine-tune it offline "
