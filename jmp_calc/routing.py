@@ -174,12 +174,9 @@ class RoutedPotential:
         return self._current.predict_tensors(g, props)
 
     @property
-    def graph(self):
-        return next(iter(self.potentials.values())).graph
-
-    @property
-    def head(self):
-        return next(iter(self.potentials.values())).head
+    def elements(self) -> set:
+        """Elements the model saw in training (its card's; the same for every head)."""
+        return next(iter(self.potentials.values())).elements
 
     @property
     def graph_reuses(self) -> int:

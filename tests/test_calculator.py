@@ -156,12 +156,17 @@ def test_invariances_float64():
 
 def test_graph_settings_come_from_the_head():
     """Explicit per-graph caps of a model (the embedded one uses 18/18/12) survive into the calculator."""
-    calc = JMPCalculator()
-    head = calc.model.heads[calc.potential.head_idx]
-    assert calc.potential.graph == head.graph
-    assert calc.potential.graph.caps["qint"] == head.graph.caps["qint"] == 12
+    calc = JMPCalculator()  # two heads, chosen per structure: each sub-potential has its head's graph
+    assert set(calc.potential.potentials) == set(calc.model.head_names)
+    for name, pot in calc.potential.potentials.items():
+        head = calc.model.heads[calc.model.head_index(name)]
+        assert pot.graph == head.graph
+        assert pot.graph.caps["qint"] == head.graph.caps["qint"] == 12
     over = JMPCalculator(cutoff=4.0)
-    assert over.potential.graph.cutoff == 4.0 and over.potential.graph.caps["qint"] == 12
+    for pot in over.potential.potentials.values():
+        assert pot.graph.cutoff == 4.0 and pot.graph.caps["qint"] == 12
+    single = JMPCalculator("jmp-mini-emt")
+    assert single.potential.graph == single.model.heads[single.potential.head_idx].graph
 
 
 def test_graph_overrides_and_errors():
@@ -239,8 +244,9 @@ def test_one_model_call_per_state_for_every_property(monkeypatch):
     calc = JMPCalculator()  # embedded model: conservative, with stress
     atoms.calc = calc
     calls = []
-    real = calc.potential.predict_tensors
-    monkeypatch.setattr(calc.potential, "predict_tensors", lambda *a, **k: calls.append(1) or real(*a, **k))
+    pot = calc.potential.potential_for(atoms)
+    real = pot.predict_tensors
+    monkeypatch.setattr(pot, "predict_tensors", lambda *a, **k: calls.append(1) or real(*a, **k))
     e = atoms.get_potential_energy()
     assert atoms.get_potential_energy(force_consistent=True) == e
     assert atoms.get_potential_energies().sum() == pytest.approx(e, rel=1e-5)
