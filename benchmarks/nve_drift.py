@@ -46,7 +46,7 @@ def main(argv=None):
     rng = np.random.default_rng(args.seed)
     MaxwellBoltzmannDistribution(atoms, temperature_K=2 * args.temperature, rng=rng)  # half goes to potential
     Stationary(atoms)
-    pot = JMPCalculator(dtype=args.dtype).potential
+    pot = JMPCalculator("jmp-mini-emt", dtype=args.dtype).potential  # the model of the committed results
     masses = atoms.get_masses()[:, None]
     dt = args.dt * units.fs
     n_steps = int(round(args.ps * 1000 / args.dt))

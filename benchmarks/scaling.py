@@ -53,7 +53,7 @@ def one(n: int, threads: int, model) -> dict:
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--model", default=None, help="registry name or path (default: the embedded model)")
+    ap.add_argument("--model", default="jmp-mini-emt", help="registry name or path (default: jmp-mini-emt, the model the committed results were measured with)")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--max-atoms", type=int, default=11000)
     ap.add_argument("--one", type=int, help=argparse.SUPPRESS)  # child mode: one supercell size
