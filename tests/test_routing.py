@@ -102,3 +102,19 @@ def test_bad_rules_are_reported(model):
     none_match.card = {"head_rules": [{"head": "molecules", "only_elements": [1, 6, 7, 8]}]}
     with pytest.raises(InputError, match="no head rule matches"):
         make_potential(none_match).predict([bulk("Cu")])
+
+
+def test_relax_many_and_md_route_each_structure(model):
+    """Batched simulations with a routed calculator give what each structure's own head gives alone."""
+    from jmp_calc.simulate import relax_many, run_md
+
+    mol, slab = _systems()[:2]
+    routed = JMPCalculator(model, dtype="float64")
+    together = [a.copy() for a in (mol, slab)]
+    relax_many(together, routed, fmax=0.2, steps=5)
+    for a, head in zip((mol, slab), ("molecules", "surfaces")):
+        alone = [a.copy()]
+        relax_many(alone, JMPCalculator(model, head=head, dtype="float64"), fmax=0.2, steps=5)
+        np.testing.assert_allclose(together[[mol, slab].index(a)].positions, alone[0].positions, atol=1e-8)
+    md = run_md([mol.copy(), slab.copy()], routed, steps=3, timestep_fs=0.5)
+    assert len(md) == 2
