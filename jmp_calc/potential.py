@@ -98,6 +98,19 @@ def atom_ref_table(refs: dict[int, float], num_elements: int, dtype=torch.float6
     return table
 
 
+def progress_bar(structures, progress: bool | None):
+    """The tqdm bar of :meth:`Potential.iter_predict` over ``structures`` (any iterable; generators have no total).
+    ``progress=None``: shown for more than 200 structures."""
+    from tqdm import tqdm
+
+    try:
+        total = len(structures)
+    except TypeError:  # a generator
+        total = None
+    show = progress if progress is not None else (total or 0) > 200
+    return tqdm(total=total, desc="predict_many", unit="struct", disable=not show)
+
+
 class Potential:
     """Energies (eV), forces (eV/A) and stress (eV/A^3, ASE sign) from one head of a :class:`JMPModel`.
 
@@ -263,17 +276,8 @@ class Potential:
         """Like :meth:`predict_many`, lazily: ``structures`` may be any iterable (a generator reading a file), a
         batch is read from it only when the previous batch's results have been consumed, and one dict per
         structure is yielded in input order. Memory is that of one batch, whatever the number of structures."""
-        gpu = self.device.type == "cuda"
-        max_atoms = max_atoms or (40_000 if gpu else 4_000)
-        max_edges = max_edges or (1_200_000 if gpu else 120_000)
-        try:
-            total = len(structures)
-        except TypeError:  # a generator
-            total = None
-        show = progress if progress is not None else (total or 0) > 200
-        from tqdm import tqdm
-
-        bar = tqdm(total=total, desc="predict_many", unit="struct", disable=not show)
+        max_atoms, max_edges = self.batch_limits(max_atoms, max_edges)
+        bar = progress_bar(structures, progress)
         chunk, graphs, n_atoms, n_edges = [], [], 0, 0
         try:
             for obj in structures:
@@ -293,6 +297,11 @@ class Potential:
                 bar.update(len(chunk))
         finally:
             bar.close()
+
+    def batch_limits(self, max_atoms: int | None = None, max_edges: int | None = None) -> tuple[int, int]:
+        """``max_atoms`` / ``max_edges`` of a batch, defaulting to 4,000 atoms / 120,000 edges (CPU), 10x on GPU."""
+        gpu = self.device.type == "cuda"
+        return max_atoms or (40_000 if gpu else 4_000), max_edges or (1_200_000 if gpu else 120_000)
 
     def _split(self, g: GraphBatch, result: dict) -> list[dict]:
         counts = g.natoms.tolist()

@@ -21,7 +21,7 @@ from __future__ import annotations
 import numpy as np
 
 from .graph.structures import as_structure
-from .potential import InputError, Potential
+from .potential import InputError, Potential, progress_bar
 
 __all__ = ["RoutedPotential", "make_potential", "head_rules"]
 
@@ -66,14 +66,9 @@ class RoutedPotential:
                 self.potentials[name] = Potential(model, head=name, **kwargs)
         first = next(iter(self.potentials.values()))
         self.model, self.device, self.dtype = first.model, first.device, first.dtype
-        self.deterministic = first.deterministic
         kinds = {p.forces for p in self.potentials.values()}
         self.forces = kinds.pop() if len(kinds) == 1 else "mixed"
         self._current: Potential | None = None
-
-    @property
-    def heads(self) -> list[str]:
-        return list(self.potentials)
 
     @property
     def implemented_properties(self) -> list[str]:
@@ -94,22 +89,12 @@ class RoutedPotential:
     def potential_for(self, structure) -> Potential:
         return self.potentials[self.route(structure)]
 
-    def check(self, s) -> None:
-        self.potential_for(s).check(s)
-
     def predict(self, structures, properties=("energy", "forces"), graphs=None) -> list[dict]:
         """Structures grouped by head, one model call per head; results in input order."""
         if graphs is not None:
             raise InputError("prebuilt graphs need a single head: use head=... (graphs depend on the head)")
-        structures = [as_structure(s) for s in structures]
-        groups: dict[str, list[int]] = {}
-        for i, s in enumerate(structures):
-            groups.setdefault(self.route(s), []).append(i)
-        out: list[dict | None] = [None] * len(structures)
-        for name, idx in groups.items():
-            for i, r in zip(idx, self.potentials[name].predict([structures[i] for i in idx], properties=properties)):
-                out[i] = r
-        return out
+        return self._by_head([as_structure(s) for s in structures],
+                             lambda pot, group: pot.predict(group, properties=properties))
 
     def predict_many(self, structures, **kwargs) -> list[dict]:
         return list(self.iter_predict(structures, **kwargs))
@@ -117,44 +102,40 @@ class RoutedPotential:
     def iter_predict(self, structures, *, batch_size: int | None = None, max_atoms: int | None = None,
                      max_edges: int | None = None, properties=("energy", "forces"), progress: bool | None = None):
         """As :meth:`Potential.iter_predict`: consecutive structures are read in chunks (``batch_size``
-        structures, ``max_atoms`` atoms), each chunk is split by head and evaluated head by head, and the results
-        are yielded in input order."""
-        gpu = self.device.type == "cuda"
+        structures, ``max_atoms`` atoms), each chunk is split by head and evaluated head by head (in batches
+        bounded by ``max_atoms`` / ``max_edges``), and the results are yielded in input order."""
         batch_size = batch_size or 256
-        max_atoms = max_atoms or (40_000 if gpu else 4_000)
-        try:
-            total = len(structures)
-        except TypeError:
-            total = None
-        from tqdm import tqdm
+        max_atoms, max_edges = next(iter(self.potentials.values())).batch_limits(max_atoms, max_edges)
 
-        bar = tqdm(total=total, desc="predict_many", unit="struct",
-                   disable=not (progress if progress is not None else (total or 0) > 200))
+        def evaluate(pot, group):
+            return pot.predict_many(group, max_atoms=max_atoms, max_edges=max_edges, properties=properties,
+                                    progress=False)
+
+        bar = progress_bar(structures, progress)
         chunk, n_atoms = [], 0
         try:
             for obj in structures:
                 s = as_structure(obj)
                 if chunk and (len(chunk) >= batch_size or n_atoms + len(s.numbers) > max_atoms):
-                    yield from self._chunk(chunk, properties, max_atoms, max_edges)
+                    yield from self._by_head(chunk, evaluate)
                     bar.update(len(chunk))
                     chunk, n_atoms = [], 0
                 chunk.append(s)
                 n_atoms += len(s.numbers)
             if chunk:
-                yield from self._chunk(chunk, properties, max_atoms, max_edges)
+                yield from self._by_head(chunk, evaluate)
                 bar.update(len(chunk))
         finally:
             bar.close()
 
-    def _chunk(self, chunk, properties, max_atoms, max_edges):
+    def _by_head(self, structures: list, evaluate) -> list[dict]:
+        """``evaluate(potential, structures_of_its_head)`` for each head; results back in input order."""
         groups: dict[str, list[int]] = {}
-        for i, s in enumerate(chunk):
+        for i, s in enumerate(structures):
             groups.setdefault(self.route(s), []).append(i)
-        out: list[dict | None] = [None] * len(chunk)
+        out: list[dict | None] = [None] * len(structures)
         for name, idx in groups.items():
-            results = self.potentials[name].iter_predict([chunk[i] for i in idx], max_atoms=max_atoms,
-                                                         max_edges=max_edges, properties=properties, progress=False)
-            for i, r in zip(idx, results):
+            for i, r in zip(idx, evaluate(self.potentials[name], [structures[i] for i in idx])):
                 out[i] = r
         return out
 
