@@ -28,11 +28,13 @@ def _stats(pred: np.ndarray, true: np.ndarray) -> dict:
 
 def evaluate_model(model_dir, samples, *, out: Path | None = None, head: str | None = None, batch_size: int = 16,
                    device: str = "auto", dtype: str = "float32") -> dict:
-    """Predict every sample with every target the model's card lists; returns {target: {mae, rmse, n}}."""
+    """Predict every sample with every target the model's card lists; returns {target: {mae, rmse, n}}.
+    ``model_dir``: anything :func:`jmp_calc.io.load_model` accepts, or a :class:`JMPModel` (its ``card``)."""
     from jmp_calc.io import load_model
+    from jmp_calc.model import JMPModel
     from jmp_calc.potential import Potential
 
-    model = load_model(str(model_dir))
+    model = load_model(model_dir if isinstance(model_dir, JMPModel) else str(model_dir))
     card = getattr(model, "card", {}) or {}
     targets = card.get("targets") or ["energy", "forces"]
     structures = [s.to_atoms() for s in samples]

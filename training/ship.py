@@ -1,13 +1,13 @@
 """Make a training run's model shippable: merge model-card fields, measure every head on its test set, write.
 
-    python -m training.ship SRC DEST --card CARD.yaml [--test HEAD=FILE ...] [--readme README.md]
+    python -m training.ship SRC DEST --card CARD.yaml [--test HEAD=FILE ...]
 
 ``SRC``: a model directory (e.g. ``runs/jmp-mini-general/model``). ``CARD.yaml``: fields merged over SRC's card
 (``name``, ``task``, ``level_of_theory``, ``head_rules``, ``targets``, ``pretraining: false``, ...; a ``readme``
 key holds the README text, with ``{test_table}`` replaced by the measured metrics). Each ``--test HEAD=FILE`` is
 evaluated with ``training.evaluate`` (energy, forces and stress where the card's targets and the file have them);
-the metrics go into the card's ``test_metrics`` under the head's name, the parity plot to ``DEST.parity-HEAD.png``
-beside SRC. DEST is written in one step (a failure leaves nothing half-written).
+the metrics go into the card's ``test_metrics`` under the head's name, the parity plot and metrics to
+``SRC/../test-HEAD/``. DEST is written in one step (a failure leaves nothing half-written).
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from .data.base import DataError
 UNITS = {"energy": "eV", "energy_per_atom": "eV/atom", "forces": "eV/A", "stress": "eV/A^3"}
 
 
-def ship(src: str, dest: str, card_fields: dict, tests: dict[str, str], readme: str | None = None) -> dict:
+def ship(src: str, dest: str, card_fields: dict, tests: dict[str, str]) -> dict:
     from jmp_calc.io import load_model, save_model
 
     from .data import read_dataset
@@ -34,33 +34,21 @@ def ship(src: str, dest: str, card_fields: dict, tests: dict[str, str], readme: 
         raise ConfigError(f"--test names head(s) {unknown}; {src} has heads {model.head_names}")
     card = dict(getattr(model, "card", None) or {})
     card.update(card_fields)
-    model.card = card
+    readme = card.pop("readme", None)
+    model.card = card  # evaluation reads the targets from the merged card
     metrics = {}
-    staged = None
-    if tests:  # evaluation reads the targets from the card: evaluate the model with its merged card
-        import tempfile
-
-        staged = Path(tempfile.mkdtemp(prefix="ship-")) / "model"
-        save_model(model, staged, card=card)
     for head, path in tests.items():
         samples = read_dataset(path)
-        out = Path(src).parent / f"test-{head}"
-        metrics[head] = evaluate_model(staged, samples, out=out, head=head)
+        metrics[head] = evaluate_model(model, samples, out=Path(src).parent / f"test-{head}", head=head)
         metrics[head]["n_structures"] = len(samples)
         metrics[head]["file"] = str(path)
         print(f"{head}: " + ", ".join(f"{k} MAE {v['mae']:.4g} {UNITS.get(k, '')}" for k, v in metrics[head].items()
                                      if isinstance(v, dict)) + f" ({len(samples)} structures)", flush=True)
     if metrics:
         card["test_metrics"] = metrics
-    text = readme if readme is not None else card.pop("readme", None)
-    card.pop("readme", None)
-    if text is not None:
-        text = text.replace("{test_table}", test_table(metrics))
-    save_model(model, dest, card=card, readme=text, overwrite=True)
-    if staged is not None:
-        import shutil
-
-        shutil.rmtree(staged.parent, ignore_errors=True)
+    if readme is not None:
+        readme = readme.replace("{test_table}", test_table(metrics))
+    save_model(model, dest, card=card, readme=readme, overwrite=True)
     print(f"wrote {dest}")
     return card
 
@@ -69,10 +57,10 @@ def test_table(metrics: dict) -> str:
     rows = ["| head | test set | structures | energy MAE (meV/atom) | force MAE (meV/A) | stress MAE (meV/A^3) |",
             "|---|---|---|---|---|---|"]
     for head, m in metrics.items():
-        def f(k, scale=1000.0):
-            return f"{m[k]['mae'] * scale:.1f}" if k in m else "-"
+        def f(k):
+            return f"{m[k]['mae'] * 1000:.1f}" if k in m else "-"
         rows.append(f"| {head} | `{m['file']}` | {m['n_structures']} | {f('energy_per_atom')} | {f('forces')} | "
-                    f"{f('stress', 1000.0)} |")
+                    f"{f('stress')} |")
     return "\n".join(rows)
 
 
