@@ -1,5 +1,6 @@
-"""Shared test helpers. Reference data: ../shared/fixtures (original JMP outputs) and tests/data (more of them,
-made by tests/data/make_reference_extra.py with the original code)."""
+"""Shared test helpers. Reference data, all inside the repository (a clone tests itself): tests/data/fixtures (the
+original JMP implementation's outputs, copied from the project's shared/fixtures; see its README) and tests/data (more
+of them, made by tests/data/make_reference_extra.py with the original code)."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT / "tests" / "data"
-FIXTURES = ROOT.parent / "shared" / "fixtures"
+FIXTURES = DATA / "fixtures"
 TINY_CKPT = FIXTURES / "jmp-tiny-random.pt"
 SMALL_CKPT = DATA / "jmp-ref-small.pt"
 HEADS = ["oc20", "oc22", "ani1x", "transition1x"]
@@ -21,7 +22,7 @@ torch.set_num_threads(min(2, torch.get_num_threads()))
 
 def require_fixtures() -> Path:
     if not TINY_CKPT.is_file():
-        pytest.fail(f"parity fixtures not found at {FIXTURES}: clone the repository next to shared/")
+        pytest.fail(f"parity fixtures not found at {FIXTURES}: the checkout is incomplete (git lfs / sparse?)")
     return FIXTURES
 
 
