@@ -5,19 +5,21 @@ with ``pos`` (n, 3) A, ``atomic_numbers`` (n,), ``cell`` (1, 3, 3) A, ``natoms``
 2 adsorbate), ``fixed`` (n,), energy ``y`` or ``energy`` in eV, forces ``force`` or ``forces`` in eV/A, ``sid``,
 ``fid``. Some files also store metadata under non-integer keys (``length``), which are skipped. Periodic in 3D.
 
-Unpickling a ``Data`` record needs ``torch_geometric`` installed (the ``train`` extra).
+Unpickling a ``Data`` record needs ``torch_geometric`` installed (the ``train`` extra). Records are unpickled with an
+allow-list (:mod:`.safe_pickle`): a record referencing anything but ``Data``, tensors, numpy arrays and builtin
+containers (e.g. ``os.system``) is refused with a :class:`DataError` naming the file, key and global, unexecuted.
 """
 
 from __future__ import annotations
 
 import os
-import pickle
 from pathlib import Path
 
 import numpy as np
 
 from ._lazy import PerProcess
 from .base import DataError, Sample, Samples
+from .safe_pickle import RefusedGlobal, safe_loads
 
 __all__ = ["lmdb_files", "read_oc20"]
 
@@ -92,8 +94,12 @@ class _Oc20Getter:
         if raw is None:
             raise DataError(f"{where}: key vanished from the LMDB")
         try:
-            # pickle is the format of these datasets; the files are the user's own training data, which they trust.
-            record = pickle.loads(raw)
+            # pickle is the format of these datasets; a downloaded file is not trusted to run code: allow-list only.
+            record = safe_loads(raw)
+        except RefusedGlobal as e:
+            raise DataError(f"{where}: record refers to '{e.name}', which a dataset record may not (allowed: "
+                            "torch-geometric Data, tensors, numpy arrays, builtin containers); refused, nothing "
+                            "was run") from None
         except Exception as e:  # unpickling surfaces anything: truncated bytes, missing torch_geometric, ...
             raise DataError(f"{where}: record does not unpickle ({type(e).__name__}: {e})") from e
         return record_to_sample(record, where, self.energy_key, self.forces_key)
