@@ -8,7 +8,19 @@ from __future__ import annotations
 
 __version__ = "0.1.0"
 
-__all__ = ["JMPCalculator", "load_model", "list_models", "embed", "Potential", "__version__"]
+from .errors import (
+    CheckpointError,
+    ConfigError,
+    InputError,
+    ModelCardError,
+    ModelNotAvailableError,
+    UnknownModelError,
+    UnsafeCheckpointError,
+)
+
+__all__ = ["JMPCalculator", "load_model", "list_models", "embed", "Potential", "__version__", "InputError",
+           "ConfigError", "CheckpointError", "UnsafeCheckpointError", "ModelCardError", "ModelNotAvailableError",
+           "UnknownModelError"]
 
 
 def __getattr__(name):  # lazy: importing jmp_calc stays cheap and never touches the network

@@ -12,6 +12,8 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
+from .errors import ConfigError  # re-exported: jmp_calc.config.ConfigError
+
 __all__ = [
     "GemNetOCConfig",
     "GraphConfig",
@@ -23,10 +25,6 @@ __all__ = [
     "PRETRAINING_HEADS",
     "pretraining_heads",
 ]
-
-
-class ConfigError(ValueError):
-    """A configuration value is missing, unknown or inconsistent."""
 
 
 def _from_dict(cls, data: dict[str, Any], *, what: str):

@@ -15,16 +15,13 @@ import numpy as np
 import torch
 
 from .config import GraphConfig, HeadConfig
+from .errors import InputError
 from .graph.batch import GraphBatch
 from .graph.structures import as_structure, batch_structures, build_graphs
 from .model.jmp import JMPModel
 
 __all__ = ["Potential", "InputError", "resolve_device", "resolve_dtype", "differentiable_geometry",
            "atom_ref_table"]
-
-
-class InputError(ValueError):
-    """A structure or option cannot be evaluated (the message says which and why)."""
 
 
 def resolve_device(device) -> torch.device:

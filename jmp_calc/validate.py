@@ -1,4 +1,4 @@
-"""Checks of a structure before graphs are built: one clear :class:`~jmp_calc.potential.InputError` (a
+"""Checks of a structure before graphs are built: one clear :class:`~jmp_calc.errors.InputError` (a
 ``ValueError``) per problem instead of a NaN, a silently wrong number or a crash deep in torch or vesin.
 
 Called from :meth:`jmp_calc.potential.Potential.check`; ``docs/bad_inputs.md`` lists every case and its test.
@@ -9,6 +9,9 @@ from __future__ import annotations
 import warnings
 
 import numpy as np
+
+from .errors import InputError
+from .graph.geometry import cell_heights
 
 __all__ = ["check_structure", "MIN_PAIR_DISTANCE", "MIN_CELL_HEIGHT", "cell_heights"]
 
@@ -21,31 +24,12 @@ MIN_PAIR_DISTANCE = 0.1
 MIN_CELL_HEIGHT = 0.1
 
 
-def cell_heights(cell: np.ndarray, pbc: np.ndarray) -> np.ndarray:
-    """Distance between opposite faces of the cell along each periodic direction (inf along open ones), computed
-    from the periodic vectors only, so 1-D and 2-D cells with zero vectors along open directions work."""
-    cell = np.asarray(cell, dtype=np.float64)
-    idx = [i for i in range(3) if pbc[i]]
-    out = np.full(3, np.inf)
-    if not idx:
-        return out
-    vecs = cell[idx]
-    vol = np.sqrt(max(np.linalg.det(vecs @ vecs.T), 0.0))  # |a|, |a x b| or |det| of the periodic vectors
-    for k, i in enumerate(idx):
-        rest = np.delete(vecs, k, axis=0)
-        base = np.sqrt(max(np.linalg.det(rest @ rest.T), 0.0)) if len(rest) else 1.0
-        out[i] = vol / base if base > 0 else 0.0
-    return out
-
-
 def check_structure(s, num_elements: int, elements=(), stacklevel: int = 5) -> None:
     """Raise :class:`InputError` for a structure no model can evaluate; warn for elements outside ``elements``.
 
     ``s``: a :class:`~jmp_calc.graph.structures.Structure`; ``num_elements``: the model's embedding size;
     ``elements``: atomic numbers of the model card (empty: no warning).
     """
-    from .potential import InputError
-
     n = len(s.numbers)
     if n == 0:
         raise InputError("the structure has no atoms")
@@ -79,8 +63,6 @@ def check_structure(s, num_elements: int, elements=(), stacklevel: int = 5) -> N
 
 def _check_distances(positions, cell, pbc) -> None:
     from .graph.neighbors import vesin_pairs
-    from .potential import InputError
-
     if len(positions) < 2 and not pbc.any():
         return
     # a 0.5 A search is as fast as the main graph's; very small cutoffs make vesin's cell list slow

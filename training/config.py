@@ -10,14 +10,12 @@ from typing import Any
 
 import yaml
 
+from jmp_calc.errors import ConfigError  # one ConfigError for jmp_calc and training
+
 from .module import OptimConfig
 
 __all__ = ["ConfigError", "DatasetConfig", "ModelConfig", "SamplingConfig", "TrainerConfig", "RunConfig",
            "load_config", "apply_overrides"]
-
-
-class ConfigError(ValueError):
-    """An invalid run configuration; the message names the key."""
 
 
 @dataclass

@@ -11,6 +11,8 @@ import itertools
 
 import numpy as np
 
+from .geometry import cell_heights, open_axes
+
 __all__ = ["neighbor_list", "vesin_pairs", "MIN_DISTANCE"]
 
 #: pairs closer than this (Angstrom) are dropped, as in JMP's graph code (d^2 <= 1e-4): it removes an atom's own
@@ -37,22 +39,6 @@ def _grid_collapses(heights: np.ndarray, radius: float) -> bool:
     return False
 
 
-def _open_axes(cell: np.ndarray, pbc: np.ndarray) -> np.ndarray:
-    """Orthonormal vectors spanning the open directions (orthogonal to the periodic cell vectors), one per open
-    row of the cell."""
-    periodic = cell[pbc]
-    if len(periodic) == 0:
-        return np.eye(3)
-    if len(periodic) == 2:
-        n = np.cross(periodic[0], periodic[1])
-        return (n / np.linalg.norm(n))[None]
-    a = periodic[0] / np.linalg.norm(periodic[0])
-    b = np.eye(3)[int(np.argmin(np.abs(a)))]
-    u = np.cross(a, b)
-    u /= np.linalg.norm(u)
-    return np.stack([u, np.cross(a, u)])
-
-
 def vesin_pairs(positions: np.ndarray, cell: np.ndarray, pbc, cutoff: float, *, full_list: bool,
                 quantities: str) -> tuple:
     """``vesin.NeighborList(cutoff, full_list).compute(...)``, always with all three directions periodic.
@@ -66,8 +52,6 @@ def vesin_pairs(positions: np.ndarray, cell: np.ndarray, pbc, cutoff: float, *, 
     """
     from vesin import NeighborList
 
-    from ..validate import cell_heights
-
     pos = np.ascontiguousarray(positions, dtype=np.float64)
     pbc = np.broadcast_to(np.asarray(pbc, dtype=bool), (3,)).copy()
     cell = np.asarray(cell, dtype=np.float64)
@@ -75,7 +59,7 @@ def vesin_pairs(positions: np.ndarray, cell: np.ndarray, pbc, cutoff: float, *, 
     box = cell.copy()
     heights = cell_heights(cell, pbc)
     if not pbc.all():
-        axes = _open_axes(cell, pbc)
+        axes = open_axes(cell, pbc)
         proj = pos @ axes.T
         # longer than the extent plus two cutoffs (no image in range); and >= 1e-3 of the farthest coordinate, so
         # that vesin's int32 cell indices of far-away atoms (wrapped into this box) stay small

@@ -11,14 +11,10 @@ import hashlib
 import os
 from pathlib import Path
 
+from ..errors import CheckpointError, ModelNotAvailableError
 from .registry import ModelEntry
-from .safe_load import CheckpointError
 
 __all__ = ["ModelNotAvailableError", "fetch", "sha256sum"]
-
-
-class ModelNotAvailableError(CheckpointError):
-    """The model cannot be obtained here (offline and not cached, gated, missing, or not published)."""
 
 
 def sha256sum(path: str | Path, chunk: int = 1 << 20) -> str:

@@ -9,11 +9,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from ..errors import UnknownModelError
+
 __all__ = ["ModelEntry", "REGISTRY", "list_models", "get_entry", "UnknownModelError"]
-
-
-class UnknownModelError(ValueError):
-    """No model of that name in the registry."""
 
 
 @dataclass(frozen=True)

@@ -18,13 +18,7 @@ import torch
 __all__ = ["CheckpointError", "UnsafeCheckpointError", "safe_torch_load", "to_plain"]
 
 
-class CheckpointError(ValueError):
-    """The file is missing, truncated, or not the kind of checkpoint expected."""
-
-
-class UnsafeCheckpointError(CheckpointError):
-    """The pickle references globals that could execute code when loaded."""
-
+from ..errors import CheckpointError, UnsafeCheckpointError
 
 _PATH_CLASSES = [pathlib.PosixPath, pathlib.PurePosixPath, pathlib.WindowsPath, pathlib.PureWindowsPath,
                  pathlib.Path, pathlib.PurePath]
