@@ -1,5 +1,11 @@
 """From samples of several datasets to model batches: graph building in DataLoader workers, and JMP's temperature
-sampling across datasets (deterministic per seed and epoch, shardable over DDP ranks, resumable mid-epoch)."""
+sampling across datasets (deterministic per seed and epoch, shardable over DDP ranks, resumable mid-epoch).
+
+Edge dropout happens here, where the graphs are built: a training :class:`TemperatureSampler` (``keys=True``) gives
+every draw a key ``(epoch, rank, position in the epoch)``, and the training :class:`Collater` drops a2a edges with
+a generator seeded from ``(run seed, key)``. The dropped edges are thus a pure function of the run's seed and the
+draw, whatever the number of DataLoader workers and across resumes; validation loaders pass plain indices and a
+collater without dropout."""
 
 from __future__ import annotations
 
@@ -34,7 +40,8 @@ class TaskData:
 
 
 class MultiTaskDataset(Dataset):
-    """The concatenation of several datasets; item ``i`` is ``(sample, task index)``."""
+    """The concatenation of several datasets; item ``i`` is ``(sample, task index)``, item ``(i, key)`` (from a
+    keyed sampler) is ``(sample, task index, key)``."""
 
     def __init__(self, datasets: list):
         self.datasets = list(datasets)
@@ -44,7 +51,10 @@ class MultiTaskDataset(Dataset):
     def __len__(self) -> int:
         return int(self.starts[-1])
 
-    def __getitem__(self, i: int) -> tuple[Sample, int]:
+    def __getitem__(self, i):
+        if isinstance(i, tuple):
+            i, key = i
+            return (*self[i], key)
         task = int(np.searchsorted(self.starts, i, side="right") - 1)
         return self.datasets[task][int(i - self.starts[task])], task
 
@@ -72,17 +82,36 @@ class TrainBatch:
         return int(self.task.shape[0])
 
 
-class Collater:
-    """``collate_fn``: builds each sample's four graphs with its dataset's rules and batches them (picklable)."""
+DROPOUT_SALT = 0x3D6E  # keeps the edge-dropout streams apart from the sampler's (seeded from [seed, epoch])
 
-    def __init__(self, tasks: list[TaskData], qint_tags, property_names: list[str] = ()):
+
+class Collater:
+    """``collate_fn``: builds each sample's four graphs with its dataset's rules and batches them (picklable).
+
+    ``edge_dropout`` > 0 (the training loader's collater only; take it from the model's config): each a2a edge of a
+    keyed item ``(sample, task, key)`` is dropped with that probability, drawn from a generator seeded with
+    ``(seed, key)``. Items without a key are never dropped (validation, scale-factor fitting)."""
+
+    def __init__(self, tasks: list[TaskData], qint_tags, property_names: list[str] = (), *,
+                 edge_dropout: float | None = 0.0, seed: int = 0):
         self.tasks = list(tasks)
         self.qint_tags = list(qint_tags)
         self.property_names = list(property_names)
+        self.edge_dropout = float(edge_dropout or 0.0)
+        if not 0.0 <= self.edge_dropout < 1.0:
+            raise ValueError(f"edge_dropout must be in [0, 1), got {edge_dropout}")
+        self.seed = int(seed)
 
-    def __call__(self, items: list[tuple[Sample, int]]) -> TrainBatch:
+    def _rng(self, key) -> np.random.Generator | None:
+        if not self.edge_dropout or key is None:
+            return None
+        return np.random.default_rng([DROPOUT_SALT, self.seed, *(int(k) for k in key)])
+
+    def __call__(self, items: list[tuple]) -> TrainBatch:
         structs, graphs = [], []
-        for s, t in items:
+        keys = [it[2] if len(it) > 2 else None for it in items]
+        items = [(it[0], it[1]) for it in items]
+        for (s, t), key in zip(items, keys):
             spec = self.tasks[t]
             for label, wanted in (("energy", spec.energy), ("forces", spec.forces)):
                 if wanted and getattr(s, label) is None:  # would pass as "absent" and silently not be trained on
@@ -91,7 +120,9 @@ class Collater:
             st = Structure(s.numbers, s.positions, s.cell, s.pbc,
                            s.tags if s.tags is not None else np.zeros(len(s), np.int64))
             try:
-                graphs.append(build_graphs(st, spec.graph, self.qint_tags, spec.set_tags_to))
+                rng = self._rng(key)
+                graphs.append(build_graphs(st, spec.graph, self.qint_tags, spec.set_tags_to,
+                                           edge_dropout=self.edge_dropout if rng is not None else 0.0, rng=rng))
             except Exception as exc:  # noqa: BLE001 - name the record, keep the cause
                 raise DataError(f"{s.source or 'sample'}: cannot build its graph ({exc})") from exc
             structs.append(st)
@@ -128,17 +159,20 @@ class TemperatureSampler(Sampler[int]):
     ``(seed, epoch)``. Each dataset is walked through a fresh permutation (cycling when over-sampled).
 
     ``num_replicas``/``rank`` shard the epoch for DDP (every rank gets the same number of indices), and
-    :meth:`skip` makes the next epoch start after the batches a resumed run has already trained on.
+    :meth:`skip` makes the next epoch start after the batches a resumed run has already trained on. With
+    ``keys=True`` it yields ``(index, (epoch, rank, position))``: the key that seeds the draw's edge dropout
+    (positions count from the epoch's start, skipped draws included, so a resumed run gets the same keys).
     """
 
     def __init__(self, sizes, *, temperature: float = 2.0, samples_per_epoch: int | None = None, seed: int = 0,
-                 shuffle: bool = True, num_replicas: int = 1, rank: int = 0):
+                 shuffle: bool = True, num_replicas: int = 1, rank: int = 0, keys: bool = False):
         self.sizes = np.asarray(sizes, dtype=np.int64)
         self.weights = temperature_weights(self.sizes, temperature)
         self.total = int(samples_per_epoch or self.sizes.sum())
         self.seed, self.shuffle = int(seed), shuffle
         self.num_replicas, self.rank = int(num_replicas), int(rank)
         self.epoch = 0
+        self.keys = bool(keys)
         self._skip: tuple[int, int] | None = None
 
     def set_epoch(self, epoch: int) -> None:
@@ -175,4 +209,6 @@ class TemperatureSampler(Sampler[int]):
         skip = 0
         if self._skip is not None and self._skip[0] == self.epoch:
             skip, self._skip = self._skip[1], None
-        return iter(mine[skip:].tolist())
+        if not self.keys:
+            return iter(mine[skip:].tolist())
+        return iter([(int(i), (self.epoch, self.rank, skip + j)) for j, i in enumerate(mine[skip:])])

@@ -8,6 +8,10 @@
    lexicographically negative image offset) and add their reverses. The pair {a < b} is thus present iff b chose a.
 
 Every graph is returned sorted by target atom, which the triplet/quadruplet index code relies on.
+
+Edge dropout (training only, JMP's rule): each a2a edge is dropped with probability ``p`` after rule 1 and before
+rule 2, so ``main``, ``a2ee2a`` and ``qint`` are the k nearest of the edges that survived. (The reversed edges rule 4
+adds to ``main`` may be edges that were dropped from a2a.) The model divides its output-block sums by ``1 - p``.
 """
 
 from __future__ import annotations
@@ -73,8 +77,17 @@ def _symmetrize(e: Edges) -> Edges:
 
 
 def build_structure_graphs(positions: np.ndarray, cell: np.ndarray, pbc, tags: np.ndarray, graph: GraphConfig,
-                           qint_tags) -> StructureGraphs:
-    """Build the four JMP graphs of one structure. ``pbc``: 3 booleans; ``tags``: (n,) ints."""
+                           qint_tags, *, edge_dropout: float = 0.0,
+                           rng: np.random.Generator | None = None) -> StructureGraphs:
+    """Build the four JMP graphs of one structure. ``pbc``: 3 booleans; ``tags``: (n,) ints.
+
+    ``edge_dropout`` > 0 (training batches only) drops each a2a edge with that probability, drawn from ``rng``
+    (required then: the caller decides how the draws are seeded), before the other graphs are selected from a2a.
+    """
+    if not 0.0 <= edge_dropout < 1.0:
+        raise ValueError(f"edge_dropout must be in [0, 1), got {edge_dropout}")
+    if edge_dropout and rng is None:
+        raise ValueError("edge_dropout > 0 needs rng (a numpy Generator)")
     n = len(positions)
     caps = graph.caps
     src, dst, off, dist = neighbor_list(positions, cell, pbc, graph.cutoff)
@@ -94,6 +107,10 @@ def build_structure_graphs(positions: np.ndarray, cell: np.ndarray, pbc, tags: n
 
     a2a = all_edges.select(rank < caps["a2a"])
     rank_a2a = rank[rank < caps["a2a"]]
+    if edge_dropout:
+        a2a = a2a.select(rng.random(len(a2a)) >= edge_dropout)  # still ordered by (target, distance, ...)
+        counts = np.bincount(a2a.dst, minlength=n)
+        rank_a2a = np.arange(len(a2a)) - (np.cumsum(counts) - counts)[a2a.dst]
     main_knn = a2a.select(rank_a2a < caps["main"])
     a2ee2a = a2a.select(rank_a2a < caps["a2ee2a"])
     qint = a2a.select(rank_a2a < caps["qint"])

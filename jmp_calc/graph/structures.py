@@ -61,9 +61,12 @@ def prepare_tags(tags: np.ndarray, set_tags_to: int | None) -> np.ndarray:
     return tags
 
 
-def build_graphs(s: Structure, graph: GraphConfig, qint_tags, set_tags_to: int | None = None) -> StructureGraphs:
+def build_graphs(s: Structure, graph: GraphConfig, qint_tags, set_tags_to: int | None = None, *,
+                 edge_dropout: float = 0.0, rng: np.random.Generator | None = None) -> StructureGraphs:
+    """The four graphs of ``s`` (``edge_dropout``/``rng``: training only, see :func:`build_structure_graphs`)."""
     pbc = s.pbc if graph.pbc is None else np.array([graph.pbc] * 3)
-    return build_structure_graphs(s.positions, s.cell, pbc, prepare_tags(s.tags, set_tags_to), graph, qint_tags)
+    return build_structure_graphs(s.positions, s.cell, pbc, prepare_tags(s.tags, set_tags_to), graph, qint_tags,
+                                  edge_dropout=edge_dropout, rng=rng)
 
 
 def batch_structures(structures, graph: GraphConfig | list[GraphConfig], qint_tags, *,
