@@ -295,3 +295,52 @@ def test_pretrain_init_from_a_base_then_ship_with_head_rules(data, pretrained, t
     bad = _run(["-m", "training.ship", str(out / "model"), str(tmp_path / "nope"), "--card", str(card),
                 "--test", "oc20=x.xyz"], timeout=120)
     assert bad.returncode == 2 and "oc20=x.xyz" in bad.stderr and not (tmp_path / "nope").exists()
+
+
+def test_finetune_exports_and_tests_the_best_validation_weights(data, tmp_path, monkeypatch, capsys):
+    """Validation made to look worse after epoch 0: the exported model, its card and the test metrics are those of
+    epoch 0's checkpoint, not of the last weights."""
+    import torch
+    from safetensors.torch import load_file
+
+    from training import module
+    from training.finetune import main
+
+    on_val_end = module.JMPTrainModule.on_validation_epoch_end
+
+    def later_epochs_look_worse(self):
+        log = self.log
+
+        def shifted(name, value, **kw):
+            return log(name, value + 100.0 * self.current_epoch if name == "val_loss" else value, **kw)
+
+        self.log = shifted
+        try:
+            on_val_end(self)
+        finally:
+            del self.log
+
+    monkeypatch.setattr(module.JMPTrainModule, "on_validation_epoch_end", later_epochs_look_worse)
+    out = tmp_path / "best"
+    args = ["--base", "jmp-mini-emt", "--train", str(data / "bulk.extxyz"), "--valid", str(data / "bulk_val.extxyz"),
+            "--test", str(data / "bulk_val.extxyz"), "--out", str(out), "--epochs", "2", "--batch-size", "8",
+            "--no-progress", "--threads", "1", "--lr", "1e-3", "--forces", "direct", "--ema", "0.5"]
+    assert main(args) == 0
+    assert "(weights of the best validation: epoch 0, step 3)" in capsys.readouterr().out
+    exported = load_file(out / "model" / "model.safetensors")
+    # validation (and so the choice) used the EMA weights: those of the best checkpoint are exported
+    best = torch.load(out / "checkpoints" / "step3.ckpt", weights_only=True)["callbacks"]["EMA"]["shadow"]
+    last = torch.load(out / "checkpoints" / "last.ckpt", weights_only=True)["callbacks"]["EMA"]["shadow"]
+    moved = 0
+    for k, v in exported.items():
+        assert torch.equal(v, best[k].to(v.dtype)), k
+        moved += not torch.equal(v, last[k].to(v.dtype))
+    assert moved > 10  # the last weights differ: another epoch was trained
+    card = json.loads((out / "model" / "config.json").read_text())["card"]
+    rows = _rows(out / "metrics.csv")
+    assert card["best_epoch"] == 0 and "weights of the best validation: epoch 0, step 3" in card["notes"]
+    assert card["valid_metrics"]["val/loss"] == pytest.approx(float(rows[0]["val/loss"]))
+    test = json.loads((out / "test_metrics.json").read_text())
+    assert test["weights"] == {"weights": "best validation", "epoch": 0, "step": 3, "checkpoint": "step3.ckpt"}
+    # the test metrics are of the epoch-0 weights: validation on the same frames gave the same force MAE
+    assert test["forces"]["mae"] == pytest.approx(float(rows[0]["val/energy/forces"]), rel=1e-4)

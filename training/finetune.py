@@ -28,6 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
+from jmp_calc.config import ConfigError as ModelConfigError
 from jmp_calc.config import GraphConfig
 from jmp_calc.model import JMPModel
 
@@ -35,7 +36,7 @@ from .batching import TaskData
 from .config import ConfigError, DatasetConfig, ModelConfig, RunConfig, SamplingConfig, TrainerConfig, apply_overrides
 from .data.base import DataError
 from .module import OptimConfig, TaskSpec, TrainingError
-from .runner import check_output_dir, dataset_stats, fit, head_for, read_labelled
+from .runner import check_output_dir, dataset_stats, describe_weights, fit, head_for, read_labelled
 
 FORCE_KEYS = ("out_mlp_F", "seq_forces", "dense_rbf_F", "scale_rbf_F", "out_forces")
 
@@ -128,8 +129,10 @@ def parse(argv=None):
     ap.add_argument("--cutoff", type=float)
     ap.add_argument("--max-neighbors", type=int)
     ap.add_argument("--max-train", type=int, help="use a seeded subset of the training set")
-    ap.add_argument("--edge-dropout", type=float)
-    ap.add_argument("--dropout", type=float)
+    ap.add_argument("--edge-dropout", type=float, default=0.0,
+                    help="probability of dropping a2a edges while training (default 0: JMP fine-tunes without; the "
+                    "base's value is not inherited)")
+    ap.add_argument("--dropout", type=float, default=0.0, help="dropout in dense layers while training (default 0)")
     ap.add_argument("--task", help="one of JMP's 40 downstream tasks (--list-tasks)")
     ap.add_argument("--data-dir", help="with --task: where the task's files are")
     ap.add_argument("--fold", type=int, default=0, help="MatBench fold (0-4)")
@@ -248,13 +251,19 @@ def build(args):
         h.name = p
     prop_heads = {p: (int(energy) + i, 1.0) for i, p in enumerate(props)}
 
-    overrides = {k: v for k, v in (("edge_dropout", args.edge_dropout), ("dropout", args.dropout)) if v is not None}
-    if base is not None:
-        backbone = dataclasses.replace(base.config, direct_forces=direct, **overrides)
-    else:
-        from .pretrain import PRESETS
+    # dropout comes from this run's flags (or --set model.overrides.*), never from the base's pre-training config
+    overrides = {"edge_dropout": float(args.edge_dropout), "dropout": float(args.dropout)}
+    overrides = apply_overrides({"model": {"overrides": overrides}},
+                                [s for s in args.set if s.startswith("model.overrides.")])["model"]["overrides"]
+    try:
+        if base is not None:
+            backbone = dataclasses.replace(base.config, direct_forces=direct, **overrides)
+        else:
+            from .pretrain import PRESETS
 
-        backbone = PRESETS[args.preset](direct_forces=direct, **overrides)
+            backbone = PRESETS[args.preset](direct_forces=direct, **overrides)
+    except (TypeError, ModelConfigError) as exc:
+        raise ConfigError(f"model.overrides: {exc}") from None
     model = JMPModel(backbone, heads)
     notes = []
     if base is not None and not args.from_scratch:
@@ -298,7 +307,8 @@ def build(args):
                             threads=args.threads, progress=not args.no_progress, log_every_n_steps=10)
     name = args.name or Path(args.out).name
     cfg_dict = RunConfig(name=name, out=args.out, datasets=[ds], seed=args.seed,
-                         model=ModelConfig(fit_scale_factors_batches=8), sampling=SamplingConfig(temperature=1.0),
+                         model=ModelConfig(overrides=dict(overrides), fit_scale_factors_batches=8),
+                         sampling=SamplingConfig(temperature=1.0),
                          optim=optim, trainer=trainer).to_dict()
     cfg = RunConfig.from_dict(apply_overrides(cfg_dict, args.set))
     elements = sorted({int(z) for i in range(min(len(train), 5000)) for z in train[i].numbers})
@@ -337,6 +347,7 @@ def main(argv=None) -> int:
             from .evaluate import evaluate_model
 
             report = evaluate_model(result.model_dir, test, out=Path(cfg.out) / "test")
+            report["weights"] = result.exported  # the best-validation checkpoint the test metrics are of
             (Path(cfg.out) / "test_metrics.json").write_text(json.dumps(report, indent=1) + "\n")
             print(json.dumps(report, indent=1))
     except (ConfigError, DataError, TrainingError) as exc:
@@ -344,7 +355,8 @@ def main(argv=None) -> int:
         return 2
     best = {k: v for k, v in result.best.items() if k.startswith("val/")}
     print(f"done: {len(result.metrics)} epochs in {result.wall_s:.0f} s; best epoch {result.best.get('epoch')}: "
-          + ", ".join(f"{k} {v:.4g}" for k, v in best.items()) + f"\nmodel: {result.model_dir}")
+          + ", ".join(f"{k} {v:.4g}" for k, v in best.items())
+          + f"\nmodel: {result.model_dir} ({describe_weights(result.exported)})")
     return 0
 
 

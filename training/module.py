@@ -392,6 +392,11 @@ class EMA(pl.Callback):
         self._backup = {k: v.detach().clone() for k, v in pl_module.model.state_dict().items()}
         pl_module.model.load_state_dict(self.shadow)
 
+    def swap_in_model(self, model: torch.nn.Module) -> None:
+        """Load the averaged weights into ``model`` for good (the end of a run)."""
+        if self.shadow is not None:
+            model.load_state_dict(self.shadow)
+
     def swap_out(self, pl_module) -> None:
         if self._backup is not None:
             pl_module.model.load_state_dict(self._backup)

@@ -24,7 +24,7 @@ from .batching import TaskData
 from .config import ConfigError, RunConfig, load_config
 from .data.base import DataError
 from .module import TaskSpec, TrainingError
-from .runner import check_output_dir, dataset_stats, fit, head_for, load_split
+from .runner import check_output_dir, dataset_stats, describe_weights, fit, head_for, load_split
 
 PRESETS = {"tiny": jconfig.tiny, "jmp_s": jconfig.jmp_s, "jmp_l": jconfig.jmp_l}
 
@@ -146,7 +146,8 @@ def main(argv=None) -> int:
     except (ConfigError, DataError, TrainingError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    print(f"done: {len(result.metrics)} epochs in {result.wall_s:.0f} s; model in {result.model_dir}")
+    print(f"done: {len(result.metrics)} epochs in {result.wall_s:.0f} s; model in {result.model_dir} "
+          f"({describe_weights(result.exported)})")
     return 0
 
 

@@ -25,7 +25,8 @@ from .config import ConfigError, DatasetConfig, RunConfig
 from .data.base import Samples
 
 __all__ = ["load_split", "read_labelled", "dataset_stats", "head_for", "fit_scale_factors", "fit",
-           "check_output_dir", "checkpoint_bytes", "RunResult", "write_learning_curve", "ResumeCheckpoint"]
+           "check_output_dir", "checkpoint_bytes", "RunResult", "write_learning_curve", "ResumeCheckpoint",
+           "load_best_weights", "describe_weights"]
 
 MIN_FREE_BYTES = 200 * 2**20
 
@@ -191,8 +192,9 @@ class RunResult:
     out: Path
     model_dir: Path
     metrics: list[dict]
-    best: dict
+    best: dict  #: the metrics.csv row of the best validation
     wall_s: float
+    exported: dict = dataclasses.field(default_factory=dict)  #: which weights model_dir holds (load_best_weights)
 
 
 def write_learning_curve(rows: list[dict], path: Path, title: str) -> None:
@@ -224,7 +226,8 @@ def write_learning_curve(rows: list[dict], path: Path, title: str) -> None:
 
 def fit(cfg: RunConfig, model: JMPModel, tasks, train_sets, val_sets, task_data: list[TaskData], *,
         resume: bool, fit_scales: bool, card: dict, readme: str, property_names: list[str] = ()) -> RunResult:
-    """Train ``model`` with Lightning and export the EMA (or raw) weights to ``cfg.out/model``."""
+    """Train ``model`` with Lightning and export the weights of the best validation (EMA weights when there is an
+    EMA: those are the ones validated) to ``cfg.out/model``; ``model`` holds them afterwards."""
     import lightning.pytorch as pl
     from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint, TQDMProgressBar
 
@@ -244,24 +247,28 @@ def fit(cfg: RunConfig, model: JMPModel, tasks, train_sets, val_sets, task_data:
         raise ConfigError(f"{out} already holds a run ({last}); pass --resume to continue it or choose another --out")
     (out / "config.json").write_text(json.dumps(cfg.to_dict(), indent=1, default=str) + "\n")
 
+    # edge dropout: the model's config is the one source of p; only training batches drop edges (keyed draws)
     collate = Collater(task_data, model.config.qint_tags, property_names)
+    train_collate = Collater(task_data, model.config.qint_tags, property_names,
+                             edge_dropout=model.config.edge_dropout, seed=cfg.seed)
     train_ds, val_ds = MultiTaskDataset(train_sets), MultiTaskDataset(val_sets)
     world = int(t.num_nodes) * (int(t.devices) if str(t.devices).isdigit() else 1)
     rank = int(os.environ.get("RANK", 0))
     sampler = TemperatureSampler(train_ds.sizes, temperature=cfg.sampling.temperature,
                                  samples_per_epoch=cfg.sampling.samples_per_epoch, seed=cfg.seed,
-                                 num_replicas=world, rank=rank)
+                                 num_replicas=world, rank=rank, keys=True)
     # own generators: creating a DataLoader iterator draws a seed from torch's global RNG otherwise, and a resumed
     # run creates its iterators at other points of the RNG stream than the run it continues (dropout would differ)
-    loader_kw = dict(collate_fn=collate, num_workers=t.num_workers, persistent_workers=t.num_workers > 0,
+    loader_kw = dict(num_workers=t.num_workers, persistent_workers=t.num_workers > 0,
                      generator=torch.Generator().manual_seed(cfg.seed))
     train_dl = torch.utils.data.DataLoader(train_ds, batch_size=t.batch_size, sampler=sampler, drop_last=False,
-                                           **loader_kw)
+                                           collate_fn=train_collate, **loader_kw)
     val_dl = torch.utils.data.DataLoader(val_ds, batch_size=t.val_batch_size or t.batch_size, shuffle=False,
+                                         collate_fn=collate,
                                          **{**loader_kw, "generator": torch.Generator().manual_seed(cfg.seed + 1)})
     if fit_scales and not resume and cfg.model.fit_scale_factors_batches > 0:
-        it = iter(torch.utils.data.DataLoader(train_ds, batch_size=t.batch_size, sampler=list(sampler)[:t.batch_size
-                                              * cfg.model.fit_scale_factors_batches], collate_fn=collate))
+        first = [i for i, _ in list(sampler)[:t.batch_size * cfg.model.fit_scale_factors_batches]]  # no dropout
+        it = iter(torch.utils.data.DataLoader(train_ds, batch_size=t.batch_size, sampler=first, collate_fn=collate))
         fit_scale_factors(model, list(it))
 
     module = JMPTrainModule(model, tasks, cfg.optim, property_names=property_names)
@@ -295,12 +302,13 @@ def fit(cfg: RunConfig, model: JMPModel, tasks, train_sets, val_sets, task_data:
     trainer.fit(module, train_dl, val_dl, ckpt_path=str(last) if resume else None)
     if trainer.interrupted:
         raise KeyboardInterrupt
-    if ema:
-        ema.swap_in(module)
+    exported = load_best_weights(module.model, callbacks[0].best_model_path, ema)
     rows = _read_rows(out / "metrics.csv")
-    best = min(rows, key=lambda r: r.get("val/loss", math.inf)) if rows else {}
+    best = next((r for r in rows if r.get("epoch") == exported.get("epoch")), None) if "epoch" in exported else None
+    best = best or (min(rows, key=lambda r: r.get("val/loss", math.inf)) if rows else {})
     model_dir = out / "model"
-    card = dict(card, epochs=len(rows), best_epoch=best.get("epoch"),
+    card = dict(card, epochs=len(rows), best_epoch=exported.get("epoch"),
+                notes=[*(card.get("notes") or []), describe_weights(exported)],
                 valid_metrics={k: v for k, v in best.items() if k.startswith("val/")},
                 wall_time_s=round(time.time() - start, 1))
     if trainer.is_global_zero:
@@ -308,7 +316,34 @@ def fit(cfg: RunConfig, model: JMPModel, tasks, train_sets, val_sets, task_data:
         save_model(model.cpu(), model_dir, card=card, readme=readme.format(**card) if "{" in readme else readme,
                    overwrite=True)
         write_learning_curve(rows, out / "learning_curve.png", cfg.name)
-    return RunResult(out, model_dir, rows, best, time.time() - start)
+    return RunResult(out, model_dir, rows, best, time.time() - start, exported)
+
+
+def describe_weights(exported: dict) -> str:
+    """One line for the model card and the run's output: which weights were exported."""
+    if exported.get("weights") == "best validation":
+        return f"weights of the best validation: epoch {exported['epoch']}, step {exported['step']}"
+    return "weights at the end of the run (no validation ran)"
+
+
+def load_best_weights(model: JMPModel, best_path: str | Path | None, ema=None) -> dict:
+    """Put the weights of the best validation into ``model`` (in place): those of ``best_path``, the checkpoint
+    ``ModelCheckpoint(monitor="val_loss")`` kept, where validation used the EMA weights when there is an EMA.
+    Without one (no validation has run yet) the weights at the end of the run (EMA when there is one). Returns
+    ``{"weights": "best validation" | "last", "epoch": E, "step": S}`` (epoch/step absent for "last")."""
+    if best_path and Path(best_path).is_file():
+        state = torch.load(best_path, map_location="cpu", weights_only=True)
+        if ema is not None:
+            weights = state["callbacks"][ema.state_key]["shadow"]
+        else:
+            weights = {k[len("model."):]: v for k, v in state["state_dict"].items() if k.startswith("model.")}
+        dev = next(model.parameters()).device
+        model.load_state_dict({k: v.to(dev) for k, v in weights.items()})
+        return {"weights": "best validation", "epoch": int(state["epoch"]), "step": int(state["global_step"]),
+                "checkpoint": Path(best_path).name}
+    if ema is not None:
+        ema.swap_in_model(model)
+    return {"weights": "last"}
 
 
 def _logger(kind: str, out: Path, name: str):
