@@ -161,8 +161,8 @@ def main(argv=None):
 
     calc = JMPCalculator()  # the model shipped inside the package; no network needed
     card = calc.model.card
-    print(f"model: {card.get('name')} ({card.get('task')})")
-    data, tests = card.get("training_data"), card.get("test_metrics") or {}
+    print(f"model: {card.name} ({card.task})")
+    data, tests = card.training_data, card.test_metrics or {}
     for head in calc.model.head_names:  # one line per head: its data and its measured test errors
         m = tests.get(head, {})
         errs = ", ".join(f"{k} {m[k]['mae'] * 1000:.1f} {u}" for k, u in

@@ -60,13 +60,9 @@ class JMPCalculator(Calculator):
         from .io import load_model
 
         net = load_model(model, ema=ema)
-        license_ = (getattr(net, "source", None) or {}).get("license")
-        if license_ and "NC" in str(license_):
-            warnings.warn(f"model licence: {license_}", UserWarning, stacklevel=2)
-        card = getattr(net, "card", None) or {}
-        is_pretraining = (getattr(net, "source", None) or {}).get("format") == "jmp-lightning" or \
-            bool(card.get("pretraining"))
-        if is_pretraining:
+        if net.card.license and "NC" in net.card.license:
+            warnings.warn(f"model licence: {net.card.license}", UserWarning, stacklevel=2)
+        if net.card.pretraining:
             if head is None:
                 raise ValueError(f"this is a pre-training checkpoint: choose one of its heads {net.head_names} "
                                  "with head=... (they predict in their datasets' conventions; they are not "

@@ -126,15 +126,13 @@ class Potential:
         if deterministic and self.device.type == "cuda":
             os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
         self.dtype = resolve_dtype(dtype)
-        card = getattr(model, "card", None) or {}
+        card = model.card
         if head is None:
-            head = card.get("default_head")
-            head = 0 if head is None else head
+            head = 0 if card.default_head is None else card.default_head
         self.head_idx = model.head_index(head)
         self.head: HeadConfig = model.heads[self.head_idx]
         if forces == "auto":
-            forces = card.get("forces", {}).get(self.head.name) if isinstance(card.get("forces"), dict) else None
-            forces = forces or ("direct" if self.head.direct_forces else "conservative")
+            forces = card.forces.get(self.head.name) or ("direct" if self.head.direct_forces else "conservative")
         if forces not in ("direct", "conservative"):
             raise InputError(f"forces must be 'auto', 'direct' or 'conservative', got {forces!r}")
         if forces == "direct" and not self.head.direct_forces:
@@ -147,7 +145,7 @@ class Potential:
             p.requires_grad_(False)
         self.num_elements = model.config.num_elements
         #: elements the model saw in training (from its card); others give a warning
-        self.elements = set(card.get("elements") or [])
+        self.elements = set(card.elements)
         refs = self.head.atom_refs
         self._atom_refs = atom_ref_table(refs, self.num_elements).to(self.device) if refs else None
         #: (state keys, GraphBatch) of the last batch, reused for an identical list of structures

@@ -26,19 +26,9 @@ from .potential import InputError, Potential, progress_bar
 __all__ = ["RoutedPotential", "make_potential", "head_rules"]
 
 
-def head_rules(model) -> list[dict] | None:
-    """The validated ``head_rules`` of a model's card (None when it has none)."""
-    rules = ((getattr(model, "card", None) or {}).get("head_rules")) or None
-    if rules is None:
-        return None
-    names = model.head_names
-    for r in rules:
-        if r.get("head") not in names:
-            raise InputError(f"model card head_rules name head {r.get('head')!r}; the model has heads {names}")
-        unknown = set(r) - {"head", "only_elements", "any_element"}
-        if unknown:
-            raise InputError(f"model card head_rules: unknown condition(s) {sorted(unknown)} in {r}")
-    return rules
+def head_rules(model) -> tuple | None:
+    """The ``head_rules`` of a model's card (None when it has none; validated when the card was read)."""
+    return model.card.head_rules or None
 
 
 def make_potential(model, *, head=None, **kwargs):
@@ -58,8 +48,7 @@ class RoutedPotential:
     The heads share one model in memory."""
 
     def __init__(self, model, rules: list[dict], **kwargs):
-        self.rules = [(r["head"], frozenset(r.get("only_elements") or ()), frozenset(r.get("any_element") or ()))
-                      for r in rules]
+        self.rules = [(r.head, frozenset(r.only_elements or ()), frozenset(r.any_element or ())) for r in rules]
         self.potentials: dict[str, Potential] = {}
         for name, _, _ in self.rules:
             if name not in self.potentials:

@@ -91,7 +91,7 @@ def test_atomic_number_out_of_range(calc, z):
 
 def test_element_not_in_training_data_warns(calc):
     """The model card lists the elements seen in training; others give a RuntimeWarning and finite numbers."""
-    assert calc.potential.elements == set(calc.model.card["elements"]) and 26 not in calc.potential.elements
+    assert calc.potential.elements == set(calc.model.card.elements) and 26 not in calc.potential.elements
     atoms = Atoms("FeH", positions=[[0, 0, 0], [1.6, 0, 0]])
     atoms.calc = calc
     with pytest.warns(RuntimeWarning, match=r"elements \['Fe'\] were not in this model's training data"):

@@ -33,7 +33,7 @@ def offline_model(tmp_path, monkeypatch):
     model_dir = save_model(load_model(SMALL_CKPT, ema=False), tmp_path / "model")
     files = [model_dir / "model.safetensors", model_dir / "config.json"]
     cache = _hub_cache(tmp_path, files)
-    entry = ModelEntry(name="test-model", description="test", license="MIT", default_head="oc20", source="hub",
+    entry = ModelEntry(name="test-model", description="test", license="MIT", source="hub",
                        repo_id="jmp-calc/test-model", revision=REV,
                        files=tuple((f.name, sha256sum(f)) for f in files))
     monkeypatch.setitem(REGISTRY, "test-model", entry)
@@ -59,7 +59,7 @@ def test_sha256_mismatch_is_refused(offline_model, monkeypatch):
 
 
 def test_offline_and_not_cached(tmp_path, monkeypatch):
-    entry = ModelEntry(name="absent", description="", license="MIT", default_head=None, source="hub",
+    entry = ModelEntry(name="absent", description="", license="MIT", source="hub",
                        repo_id="jmp-calc/absent", revision=REV, files=(("model.safetensors", ""),))
     monkeypatch.setitem(REGISTRY, "absent", entry)
     monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "empty"))
@@ -81,6 +81,11 @@ def test_list_models_and_download_cli(capsys):
     rows = list_models()
     assert {"jmp-mini-emt", "jmp-s", "jmp-l"} <= {r["name"] for r in rows}
     assert "CC-BY-NC" in capsys.readouterr().out
+    # the head column comes from each embedded model's card, not from the registry
+    heads = {r["name"]: r["head"] for r in rows}
+    assert heads["jmp-mini-emt"] == load_model("jmp-mini-emt").card.default_head == "energy"
+    assert heads["jmp-mini-general"] == "per structure: molecules, surfaces"
+    assert heads["jmp-mini-s"] == heads["jmp-s"] == "(choose: head=...)" and load_model("jmp-mini-s").card.pretraining
     r = subprocess.run([sys.executable, "-m", "jmp_calc.download", "jmp-s"], capture_output=True, text=True)
     assert r.returncode == 1 and "not published" in r.stderr
 

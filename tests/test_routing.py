@@ -8,7 +8,8 @@ import pytest
 import torch
 from ase.build import bulk, fcc111, molecule
 
-from jmp_calc import JMPCalculator
+from jmp_calc import JMPCalculator, ModelCardError
+from jmp_calc.card import ModelCard
 from jmp_calc.config import GraphConfig, HeadConfig, tiny
 from jmp_calc.model import JMPModel
 from jmp_calc.potential import InputError, Potential
@@ -24,8 +25,9 @@ def model():
     heads = [HeadConfig(name="surfaces", direct_forces=False, graph=graph, atom_refs={29: -3.0, 8: -1.0}),
              HeadConfig(name="molecules", direct_forces=False, graph=graph, atom_refs={1: -0.5, 6: -2.0, 8: -4.0},
                         set_tags_to=2)]
-    m = JMPModel(tiny(absolute_rbf_cutoff=5.0, direct_forces=False, dihedral_basis="smooth"), heads)
-    m.card = {"head_rules": RULES, "forces": {"surfaces": "conservative", "molecules": "conservative"}}
+    card = ModelCard.from_dict({"head_rules": RULES, "forces": {"surfaces": "conservative",
+                                                                 "molecules": "conservative"}})
+    m = JMPModel(tiny(absolute_rbf_cutoff=5.0, direct_forces=False, dihedral_basis="smooth"), heads, card=card)
     return m.double()
 
 
@@ -91,15 +93,12 @@ def test_mixed_torch_batch_is_a_clear_error(model):
 
 
 def test_bad_rules_are_reported(model):
-    bad = JMPModel(model.config, model.heads)
-    bad.card = {"head_rules": [{"head": "oc20"}]}
-    with pytest.raises(InputError, match="head_rules name head 'oc20'"):
-        make_potential(bad)
-    bad.card = {"head_rules": [{"head": "surfaces", "elements": [29]}]}
-    with pytest.raises(InputError, match="unknown condition"):
-        make_potential(bad)
-    none_match = JMPModel(model.config, model.heads)
-    none_match.card = {"head_rules": [{"head": "molecules", "only_elements": [1, 6, 7, 8]}]}
+    with pytest.raises(ModelCardError, match="'head_rules' names head 'oc20'"):
+        JMPModel(model.config, model.heads, card=ModelCard.from_dict({"head_rules": [{"head": "oc20"}]}))
+    with pytest.raises(ModelCardError, match="unknown condition"):
+        ModelCard.from_dict({"head_rules": [{"head": "surfaces", "elements": [29]}]})
+    none_match = JMPModel(model.config, model.heads, card=ModelCard.from_dict(
+        {"head_rules": [{"head": "molecules", "only_elements": [1, 6, 7, 8]}]}))
     with pytest.raises(InputError, match="no head rule matches"):
         make_potential(none_match).predict([bulk("Cu")])
 

@@ -35,11 +35,11 @@ def evaluate_model(model_dir, samples, *, out: Path | None = None, head: str | N
     from jmp_calc.potential import Potential
 
     model = load_model(model_dir if isinstance(model_dir, JMPModel) else str(model_dir))
-    card = getattr(model, "card", {}) or {}
-    targets = card.get("targets") or ["energy", "forces"]
+    card = model.card
+    targets = card.targets or ["energy", "forces"]
     structures = [s.to_atoms() for s in samples]
     pairs: dict[str, tuple[list, list]] = {}
-    energy_head = head or card.get("default_head") or model.head_names[0]
+    energy_head = head or card.default_head or model.head_names[0]
     if "energy" in targets:
         props = ["energy"] + [p for p in ("forces", "stress") if p in targets]
         # an energy-only head has no force output to pick: "auto" would read the card's force kind
@@ -77,7 +77,7 @@ def evaluate_model(model_dir, samples, *, out: Path | None = None, head: str | N
         out = Path(out)
         out.mkdir(parents=True, exist_ok=True)
         (out / "test_metrics.json").write_text(json.dumps(report, indent=1) + "\n")
-        _parity(flat, out / "parity.png", title=str(card.get("name", model_dir)))
+        _parity(flat, out / "parity.png", title=str(card.name or model_dir))
     return report
 
 

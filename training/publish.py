@@ -18,6 +18,7 @@ import sys
 import tempfile
 from pathlib import Path
 
+from jmp_calc.card import ModelCard
 from jmp_calc.io.hub import sha256sum
 
 __all__ = ["model_card", "stage", "publish", "registry_entry", "main"]
@@ -27,22 +28,23 @@ LICENSE_IDS = {"CC-BY-NC-4.0": "cc-by-nc-4.0", "MIT": "mit", "Apache-2.0": "apac
 
 def model_card(config: dict, repo_id: str, n_params: int) -> str:
     """README.md for the Hub: YAML metadata + what the model is, its data, metrics, licence and use."""
-    card = config.get("card", {})
-    lic = str(card.get("license") or "unknown")
+    card = ModelCard.from_dict(config.get("card"), where="config.json")
+    lic = str(card.license or "unknown")
     lic_id = LICENSE_IDS.get(lic.upper() if lic.upper() == "MIT" else lic, lic.lower())
     heads = [h["name"] for h in config["heads"]]
-    metrics = card.get("valid_metrics") or {}
-    test = card.get("test_metrics") or {}
+    metrics = card.valid_metrics or {}
+    test = card.test_metrics or {}
+    na = "n/a"
     lines = ["---", f"license: {lic_id}", "library_name: jmp_calc",
              "tags: [atomistic-simulation, interatomic-potential, gemnet-oc, jmp, ase]", "---", "",
-             f"# {card.get('name', repo_id.split('/')[-1])}", "",
-             f"GemNet-OC ({n_params:,} parameters) — {card.get('trained_from', 'trained with training.finetune')}.",
-             "", "## Training data", "", f"- task: {card.get('task', 'n/a')}",
-             f"- data: {card.get('training_data', card.get('task', 'n/a'))}",
-             f"- level of theory: {card.get('level_of_theory', 'n/a')} "
-             f"(dispersion {'included' if card.get('dispersion') else 'not included'})",
-             f"- elements: {card.get('elements', 'n/a')}", f"- structures: {card.get('n_train', 'n/a')} train / "
-             f"{card.get('n_valid', 'n/a')} validation", "", "## Metrics", ""]
+             f"# {card.name or repo_id.split('/')[-1]}", "",
+             f"GemNet-OC ({n_params:,} parameters) — {card.trained_from or 'trained with training.finetune'}.",
+             "", "## Training data", "", f"- task: {card.task or na}",
+             f"- data: {card.training_data or card.task or na}",
+             f"- level of theory: {card.level_of_theory or na} "
+             f"(dispersion {'included' if card.dispersion else 'not included'})",
+             f"- elements: {list(card.elements) or na}", f"- structures: {na if card.n_train is None else card.n_train}"
+             f" train / {na if card.n_valid is None else card.n_valid} validation", "", "## Metrics", ""]
     if metrics or test:
         lines += ["| split | metric | value |", "|---|---|---|"]
         lines += [f"| validation | {k} | {v:.5g} |" for k, v in metrics.items() if isinstance(v, (int, float))]
@@ -51,8 +53,8 @@ def model_card(config: dict, repo_id: str, n_params: int) -> str:
         lines.append("No metrics recorded in config.json.")
     lines += ["", "## Use", "", "```python", "from jmp_calc import JMPCalculator",
               f"atoms.calc = JMPCalculator(\"{repo_id.split('/')[-1]}\")  # once in the registry; or a local path",
-              "```", "", f"Heads: {', '.join(heads)} (default {card.get('default_head', heads[0])}). Units: eV, "
-              "eV/A, eV/A^3. Graph: " + json.dumps(card.get("graph") or config["heads"][0].get("graph")) + ".",
+              "```", "", f"Heads: {', '.join(heads)} (default {card.default_head or heads[0]}). Units: eV, "
+              "eV/A, eV/A^3. Graph: " + json.dumps(card.graph or config["heads"][0].get("graph")) + ".",
               "", "## Intended use and limits", "",
               "Simulations of systems like the training data, with the same level of theory. Outside its elements "
               "and configurations the model extrapolates without warning beyond jmp_calc's element check.", "",
@@ -77,10 +79,9 @@ def stage(model_dir: Path, repo_id: str, staging: Path) -> dict:
 
 
 def registry_entry(config: dict, repo_id: str, sha256: str, revision: str | None) -> dict:
-    card = config.get("card", {})
-    return {"name": card.get("name", repo_id.split("/")[-1]), "repo_id": repo_id, "filename": "model.safetensors",
-            "revision": revision, "sha256": sha256, "license": card.get("license"),
-            "default_head": card.get("default_head"), "description": card.get("task")}
+    card = ModelCard.from_dict(config.get("card"), where="config.json")
+    return {"name": card.name or repo_id.split("/")[-1], "repo_id": repo_id, "filename": "model.safetensors",
+            "revision": revision, "sha256": sha256, "license": card.license, "description": card.task}
 
 
 def publish(model_dir: Path, repo_id: str, *, revision: str | None = None, private: bool = False,

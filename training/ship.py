@@ -16,6 +16,8 @@ import argparse
 import sys
 from pathlib import Path
 
+from jmp_calc.errors import ModelCardError
+
 from .config import ConfigError
 from .data.base import DataError
 
@@ -24,6 +26,7 @@ UNITS = {"energy": "eV", "energy_per_atom": "eV/atom", "forces": "eV/A", "stress
 
 def ship(src: str, dest: str, card_fields: dict, tests: dict[str, str]) -> dict:
     from jmp_calc.io import load_model, save_model
+    from jmp_calc.model import JMPModel
 
     from .data import read_dataset
     from .evaluate import evaluate_model
@@ -32,10 +35,13 @@ def ship(src: str, dest: str, card_fields: dict, tests: dict[str, str]) -> dict:
     unknown = sorted(set(tests) - set(model.head_names))
     if unknown:
         raise ConfigError(f"--test names head(s) {unknown}; {src} has heads {model.head_names}")
-    card = dict(getattr(model, "card", None) or {})
-    card.update(card_fields)
-    readme = card.pop("readme", None)
-    model.card = card  # evaluation reads the targets from the merged card
+    card_fields = dict(card_fields)
+    readme = card_fields.pop("readme", None)
+    card = model.card.replace(**card_fields)  # validated: an unknown or ill-typed field is a ModelCardError
+    card.check_heads(model.head_names, where=f"--card fields for {src}")
+    shipped = JMPModel(model.config, model.heads, card=card)  # evaluation reads the targets from the merged card
+    shipped.load_state_dict(model.state_dict())
+    model = shipped.eval()
     metrics = {}
     for head, path in tests.items():
         samples = read_dataset(path)
@@ -45,12 +51,12 @@ def ship(src: str, dest: str, card_fields: dict, tests: dict[str, str]) -> dict:
         print(f"{head}: " + ", ".join(f"{k} MAE {v['mae']:.4g} {UNITS.get(k, '')}" for k, v in metrics[head].items()
                                      if isinstance(v, dict)) + f" ({len(samples)} structures)", flush=True)
     if metrics:
-        card["test_metrics"] = metrics
+        card = card.replace(test_metrics=metrics)
     if readme is not None:
         readme = readme.replace("{test_table}", test_table(metrics))
     save_model(model, dest, card=card, readme=readme, overwrite=True)
     print(f"wrote {dest}")
-    return card
+    return card.to_dict()
 
 
 def test_table(metrics: dict) -> str:
@@ -90,7 +96,7 @@ def main(argv=None) -> int:
                 raise ConfigError(f"--test {t!r}: no such file {file}")
             tests[head] = file
         ship(args.src, args.dest, fields, tests)
-    except (ConfigError, DataError) as exc:
+    except (ConfigError, DataError, ModelCardError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     return 0

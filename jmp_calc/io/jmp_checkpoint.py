@@ -16,6 +16,7 @@ from pathlib import Path
 
 import torch
 
+from ..card import ModelCard
 from ..config import ConfigError, GemNetOCConfig, GraphConfig, HeadConfig
 from ..model.bases import GaussianRBF
 from ..model.jmp import JMPModel
@@ -102,7 +103,10 @@ def load_jmp_checkpoint(path: str | Path, *, ema: bool = True, strict: bool = Tr
     except ConfigError as exc:
         raise CheckpointError(f"{path}: {exc}") from None
     heads = _heads_from_hparams(hp)
-    model = JMPModel(config, heads)
+    # pre-training heads: zero-shot use needs an explicit head= (the calculator asks for one and warns)
+    card = ModelCard(name=path.stem, pretraining=True, license=JMP_LICENSE, source=str(path),
+                     forces={h.name: "direct" if h.direct_forces else "conservative" for h in heads})
+    model = JMPModel(config, heads, card=card)
 
     state = dict(ckpt["state_dict"])
     rbf = GaussianRBF(config.num_radial, config.absolute_rbf_cutoff)

@@ -13,6 +13,7 @@ import shutil
 import tempfile
 from pathlib import Path
 
+from ..card import ModelCard
 from ..config import ConfigError, GemNetOCConfig, HeadConfig
 from ..model.jmp import JMPModel
 from .safe_load import CheckpointError
@@ -25,12 +26,17 @@ WEIGHTS = "model.safetensors"
 CONFIG = "config.json"
 
 
-def save_model(model: JMPModel, directory: str | Path, *, card: dict | None = None, readme: str | None = None,
-               overwrite: bool = False) -> Path:
-    """Write ``model`` to ``directory`` (model.safetensors + config.json [+ README.md]); returns the path."""
+def save_model(model: JMPModel, directory: str | Path, *, card: ModelCard | dict | None = None,
+               readme: str | None = None, overwrite: bool = False) -> Path:
+    """Write ``model`` to ``directory`` (model.safetensors + config.json [+ README.md]); returns the path.
+
+    ``card``: the model card to write (a :class:`~jmp_calc.card.ModelCard` or its dict, validated); default: the
+    model's own ``model.card``."""
     from safetensors.torch import save_file
 
     directory = Path(directory)
+    card = model.card if card is None else ModelCard.from_dict(card, where=f"save_model({directory}, card=...)")
+    card.check_heads(model.head_names, where=f"save_model({directory}, card=...)")
     if directory.exists() and not overwrite:
         raise FileExistsError(f"{directory} exists; pass overwrite=True to replace it")
     directory.parent.mkdir(parents=True, exist_ok=True)
@@ -40,7 +46,7 @@ def save_model(model: JMPModel, directory: str | Path, *, card: dict | None = No
         "format_version": FORMAT_VERSION,
         "backbone": model.config.to_dict(),
         "heads": [h.to_dict() for h in model.heads],
-        "card": dict(card or getattr(model, "card", None) or {}),
+        "card": card.to_dict(),
     }
     tmp = Path(tempfile.mkdtemp(prefix=f".{directory.name}.", dir=directory.parent))
     try:
@@ -86,11 +92,18 @@ def load_model_dir(directory: str | Path) -> JMPModel:
 
     directory = Path(directory)
     config = read_config(directory)
+    where = str(directory / CONFIG)
     try:
-        model = JMPModel(GemNetOCConfig.from_dict(config["backbone"]),
-                         [HeadConfig.from_dict(h) for h in config["heads"]])
+        backbone = GemNetOCConfig.from_dict(config["backbone"])
+        heads = [HeadConfig.from_dict(h) for h in config["heads"]]
     except (KeyError, ConfigError, TypeError) as exc:
-        raise CheckpointError(f"{directory / CONFIG}: invalid model config ({exc})") from None
+        raise CheckpointError(f"{where}: invalid model config ({exc})") from None
+    card = ModelCard.from_dict(config.get("card"), where=where)
+    card.check_heads([h.name for h in heads], where=where)
+    try:
+        model = JMPModel(backbone, heads, card=card)
+    except (ConfigError, ValueError) as exc:
+        raise CheckpointError(f"{where}: invalid model config ({exc})") from None
     weights = directory / WEIGHTS
     if not weights.is_file():
         raise CheckpointError(f"{directory} has no {WEIGHTS}")
@@ -102,7 +115,6 @@ def load_model_dir(directory: str | Path) -> JMPModel:
     if missing or unexpected:
         raise CheckpointError(f"{weights} does not match {CONFIG}: missing {missing[:5]}, unexpected {unexpected[:5]}")
     model.eval()
-    model.card = config.get("card", {})
-    model.source = {"format": FORMAT, "path": str(directory), "license": model.card.get("license")}
+    model.source = {"format": FORMAT, "path": str(directory), "license": card.license}
     return model
 

@@ -19,13 +19,11 @@ class ModelEntry:
     name: str
     description: str
     license: str
-    default_head: str | None
     source: str  #: "embedded" or "hub"
     kind: str = "jmp_calc"  #: "jmp_calc" (model.safetensors + config.json) or "jmp-lightning" (original .pt)
     repo_id: str | None = None
     revision: str | None = None  #: a commit hash: pinned, never a moving branch
     files: tuple[tuple[str, str], ...] = field(default_factory=tuple)  #: (filename, sha256) pairs
-    zero_shot: bool = False  #: pre-training heads, not fitted potentials: needs an explicit head= and warns
     published: bool = True
     where: str = ""  #: where to get the weights by hand when they are not on the Hub
     task: str | None = None  #: fine-tuning task (``python -m training.finetune --task ...``) of a task model
@@ -36,28 +34,28 @@ _JMP_NOTE = ("Original release: https://jmp-iclr-datasets.s3.amazonaws.com/{f} (
 
 REGISTRY: dict[str, ModelEntry] = {
     "jmp-mini-general": ModelEntry(
-        name="jmp-mini-general", source="embedded", license="MIT", default_head=None,
+        name="jmp-mini-general", source="embedded", license="MIT",
         description="default: jmp-mini-s fine-tuned on EMT metals/surfaces + GFN2-xTB organic molecules (two "
                     "heads, chosen per structure: only H/C/N/O -> molecules, else surfaces; conservative, stress)"),
     "jmp-mini-emt": ModelEntry(
-        name="jmp-mini-emt", source="embedded", license="MIT", default_head="energy",
+        name="jmp-mini-emt", source="embedded", license="MIT",
         description="small GemNet-OC trained from scratch on EMT metal slabs + adsorbates and bulk metals"),
     "jmp-mini-s": ModelEntry(
-        name="jmp-mini-s", source="embedded", license="MIT", default_head=None, zero_shot=True,
+        name="jmp-mini-s", source="embedded", license="MIT",
         description="mini-JMP backbone pre-trained here on mini-oc20/ani1x/t1x (3 heads); fine-tune it offline "
                     "with training.finetune --base jmp-mini-s"),
     "jmp-mini-s-ethanol": ModelEntry(
-        name="jmp-mini-s-ethanol", source="embedded", license="MIT", default_head="energy",
+        name="jmp-mini-s-ethanol", source="embedded", license="MIT",
         description="jmp-mini-s fine-tuned on GFN2-xTB MD of ethanol (conservative forces; test 81 meV/A)"),
     "jmp-s": ModelEntry(
-        name="jmp-s", source="hub", kind="jmp-lightning", license="CC-BY-NC 4.0", default_head=None,
+        name="jmp-s", source="hub", kind="jmp-lightning", license="CC-BY-NC 4.0",
         description="released JMP-S backbone (44 M) with its 4 pre-training heads: oc20, oc22, ani1x, transition1x",
-        repo_id="jmp-calc/jmp-s", files=(("jmp-s.pt", ""),), zero_shot=True, published=False,
+        repo_id="jmp-calc/jmp-s", files=(("jmp-s.pt", ""),), published=False,
         where=_JMP_NOTE.format(f="jmp-s.pt")),
     "jmp-l": ModelEntry(
-        name="jmp-l", source="hub", kind="jmp-lightning", license="CC-BY-NC 4.0", default_head=None,
+        name="jmp-l", source="hub", kind="jmp-lightning", license="CC-BY-NC 4.0",
         description="released JMP-L backbone (234 M) with its 4 pre-training heads: oc20, oc22, ani1x, transition1x",
-        repo_id="jmp-calc/jmp-l", files=(("jmp-l.pt", ""),), zero_shot=True, published=False,
+        repo_id="jmp-calc/jmp-l", files=(("jmp-l.pt", ""),), published=False,
         where=_JMP_NOTE.format(f="jmp-l.pt")),
 }
 
@@ -76,7 +74,7 @@ _TASK_MODELS = [  # (name, base, task, description)
 ]
 for _name, _base, _task, _desc in _TASK_MODELS:
     REGISTRY[_name] = ModelEntry(
-        name=_name, source="hub", license="CC-BY-NC 4.0", default_head=None, description=_desc,
+        name=_name, source="hub", license="CC-BY-NC 4.0", description=_desc,
         repo_id=f"jmp-calc/{_name}", revision=None, files=(("model.safetensors", ""), ("config.json", "")),
         published=False, task=_task,
         where=(f"Fine-tune it yourself from the released {_base} weights (CC-BY-NC 4.0): python -m training.finetune "
@@ -91,11 +89,34 @@ def get_entry(name: str) -> ModelEntry:
                                 "(or pass a path to a model directory or checkpoint)") from None
 
 
+def _head_choice(entry: ModelEntry) -> str:
+    """How the head is chosen, from the model card (read for embedded models; JMP checkpoints are pre-training)."""
+    if entry.kind == "jmp-lightning":
+        return "(choose: head=...)"
+    if entry.source != "embedded":
+        return "(from the model card)"
+    import json
+    from pathlib import Path
+
+    from ..card import ModelCard
+
+    path = Path(__file__).resolve().parents[1] / "models" / entry.name / "config.json"
+    if not path.is_file():
+        return "(not installed)"
+    card = ModelCard.from_dict(json.loads(path.read_text()).get("card"), where=str(path))
+    if card.pretraining:
+        return "(choose: head=...)"
+    if card.head_rules:
+        return "per structure: " + ", ".join(r.head for r in card.head_rules)
+    return card.default_head or "(first head)"
+
+
 def list_models(print_table: bool = True) -> list[dict]:
-    """The registry as a list of dicts; prints a table unless ``print_table=False``."""
+    """The registry as a list of dicts; prints a table unless ``print_table=False``. The ``head`` column comes from
+    each model's card (embedded models) or its kind (JMP pre-training checkpoints need ``head=``)."""
     rows = [{"name": e.name, "source": e.source if e.published else f"{e.source} (not published yet)",
-             "license": e.license, "default_head": e.default_head or ("(choose: head=...)" if e.zero_shot else "(from the model card)"),
-             "description": e.description} for e in REGISTRY.values()]
+             "license": e.license, "head": _head_choice(e), "description": e.description}
+            for e in REGISTRY.values()]
     if print_table:
         widths = {k: max(len(k), *(len(str(r[k])) for r in rows)) for k in rows[0]}
         print("  ".join(k.ljust(widths[k]) for k in widths))

@@ -5,6 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from ..card import ModelCard
 from ..config import GemNetOCConfig, HeadConfig, pretraining_heads
 from .backbone import GemNetOCBackbone
 from .layers import head_mlp
@@ -47,7 +48,7 @@ class JMPModel(nn.Module):
     * ``node_energy`` (N, H) and the backbone features when ``return_features`` is set.
     """
 
-    def __init__(self, config: GemNetOCConfig, heads: list[HeadConfig]):
+    def __init__(self, config: GemNetOCConfig, heads: list[HeadConfig], card: ModelCard | None = None):
         super().__init__()
         if not heads:
             raise ValueError("a JMPModel needs at least one head")
@@ -56,6 +57,9 @@ class JMPModel(nn.Module):
             raise ValueError(f"head names must be unique, got {names}")
         self.config = config
         self.heads = list(heads)
+        #: the model card (:class:`~jmp_calc.card.ModelCard`; empty for a model built in code)
+        self.card = ModelCard() if card is None else card
+        self.card.check_heads(names)
         self.embedding = AtomEmbedding(config.num_elements, config.emb_size_atom)
         self.backbone = GemNetOCBackbone(config)
         self.output = Heads(config, heads)
