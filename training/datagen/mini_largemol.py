@@ -173,8 +173,10 @@ def molecule_frames(smiles: str, name: str, rng: np.random.Generator, n_conf: in
 
 def generate(out: Path, n: int = 600, seed: int = 0, n_conf: int = 4, md_steps: int = 8, md_stride: int = 4,
              min_heavy: int = 10, max_heavy: int = 20, split_file: Path | None = None, chunk_size: int = 20,
-             stop_after_chunks=None, progress: bool = True, fmax: float | None = None, sources=None, qm9_test=None):
-    """``sources`` / ``qm9_test``: see candidate_smiles (tests pass small ones)."""
+             stop_after_chunks=None, progress: bool = True, fmax: float | None = None, sources=None, qm9_test=None,
+             offset: int = 0):
+    """``sources`` / ``qm9_test``: see candidate_smiles (tests pass small ones). ``offset``: skip the first ``offset``
+    molecules of the seeded draw (a later run with ``offset`` = an earlier run's ``n`` adds new molecules)."""
     from .filters import FMAX
 
     fmax = FMAX if fmax is None else float(fmax)
@@ -182,22 +184,25 @@ def generate(out: Path, n: int = 600, seed: int = 0, n_conf: int = 4, md_steps: 
     print(f"mini-largemol: {counts}", file=sys.stderr)
     if not pool:
         raise ValueError("no candidate molecules (are rdkit's bundled SMILES lists missing?)")
-    order = np.random.default_rng([seed, 3]).permutation(len(pool))[:n]
-    splits = assign_splits(len(order), seed + 3)
+    order = np.random.default_rng([seed, 3]).permutation(len(pool))[offset:offset + n]
+    splits = assign_splits(len(order), seed + 3 + offset)
     units = [{"id": i, "split": splits[i], "smiles": pool[j]} for i, j in enumerate(order)]
 
     def make(unit):
-        return molecule_frames(unit["smiles"], f"largemol_{unit['id']:05d}", unit_rng(seed, unit["id"]), n_conf,
-                               md_steps, md_stride, fmax)
+        uid = unit["id"] + offset
+        return molecule_frames(unit["smiles"], f"largemol_{uid:05d}", unit_rng(seed, uid), n_conf, md_steps,
+                               md_stride, fmax)
 
     params = {"n": len(units), "seed": seed, "n_conf": n_conf, "md_steps": md_steps, "md_stride": md_stride,
               "min_heavy": min_heavy, "max_heavy": max_heavy, "fmax": fmax, "pool": len(pool), "version": 1}
+    extra = {"offset": offset} if offset else {}
+    params.update(extra)
     used = ([f"rdkit/{s}" for s in SOURCES if (_rdkit_root() / s).is_file()] if sources is None
             else [str(p) for p in sources])
     return run_chunked(out, dataset=DATASET, units=units, make_frames=make, chunk_size=chunk_size, params=params,
                        method=METHOD, desc="mini-largemol xTB conformers", stop_after_chunks=stop_after_chunks,
                        command=command_line("mini_largemol", out, n=n, seed=seed, n_conf=n_conf, md_steps=md_steps,
-                                            md_stride=md_stride),
+                                            md_stride=md_stride, **extra),
                        extra_meta={"candidates": counts, "smiles_sources": used,
                                    "filters": "10-20 heavy atoms, H C N O F, neutral, one fragment; Morgan(r=2, "
                                               "2048) Tanimoto < 0.5 to rMD17/MD22; not a QM9 test molecule; "
@@ -215,9 +220,10 @@ def main(argv=None):
     ap.add_argument("--md-stride", type=int, default=4)
     ap.add_argument("--split-file", type=Path, default=None, help="qm9_split.json (default: recompute, seed 0)")
     ap.add_argument("--chunk-size", type=int, default=20)
+    ap.add_argument("--offset", type=int, default=0, help="skip the first OFFSET molecules of the seeded draw")
     args = ap.parse_args(argv)
     return generate(args.out, args.n, args.seed, args.n_conf, args.md_steps, args.md_stride,
-                    split_file=args.split_file, chunk_size=args.chunk_size)
+                    split_file=args.split_file, chunk_size=args.chunk_size, offset=args.offset)
 
 
 if __name__ == "__main__":
