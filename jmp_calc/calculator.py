@@ -6,7 +6,6 @@ import collections
 import warnings
 
 import numpy as np
-
 from ase.calculators.calculator import Calculator, PropertyNotImplementedError, all_changes
 
 from .graph.structures import as_structure
@@ -31,8 +30,15 @@ class _PeriodicTap:
         return len(self.items)  # TypeError for generators: no total for the progress bar
 
     def __iter__(self):
+        from .potential import STRUCTURE_ERRORS
+
         for obj in self.items:
-            s = as_structure(obj)
+            try:
+                s = as_structure(obj)
+            except STRUCTURE_ERRORS:  # not a structure: the potential reports it (raises, or its error record)
+                self.periodic.append(False)
+                yield obj
+                continue
             self.periodic.append(bool(np.all(s.pbc)))
             yield s
 
@@ -44,10 +50,10 @@ class JMPCalculator(Calculator):
     directory, a ``model.safetensors`` file, an original JMP checkpoint (``jmp-s.pt``), or a
     :class:`~jmp_calc.model.JMPModel`. Keyword options: ``head`` (name or index; default: the model's default
     head, or, for models whose card has ``head_rules`` such as the default ``jmp-mini-general``, a head chosen per
-    structure from its elements: see :mod:`jmp_calc.routing`), ``forces`` (``"auto"``, ``"direct"``, ``"conservative"``), ``dtype`` (``"float32"``/``"float64"``),
-    ``device`` (``"auto"`` = CUDA when present), ``ema`` (EMA weights of Lightning checkpoints), ``cutoff`` and
-    ``max_neighbors`` (override the head's graph settings), ``deterministic`` (bit-identical repeated results,
-    also on GPU).
+    structure from its elements: see :mod:`jmp_calc.routing`), ``forces`` (``"auto"``, ``"direct"``,
+    ``"conservative"``), ``dtype`` (``"float32"``/``"float64"``), ``device`` (``"auto"`` = CUDA when present),
+    ``ema`` (EMA weights of Lightning checkpoints), ``cutoff`` and ``max_neighbors`` (override the heads' graph
+    settings), ``deterministic`` (bit-identical repeated results, also on GPU).
 
     Tags come from ``atoms.get_tags()`` (all-zero tags count as 2, as JMP treats non-catalysis data) and
     periodicity from ``atoms.pbc`` (molecular pre-training heads always use open boundaries, as in JMP).
@@ -58,6 +64,8 @@ class JMPCalculator(Calculator):
                  max_neighbors: int | None = None, deterministic: bool = False, **kwargs):
         super().__init__(**kwargs)
         from .io import load_model
+        from .model.jmp import JMPModel
+        from .potential import Potential, resolve_device, resolve_dtype
 
         net = load_model(model, ema=ema)
         if net.card.license and "NC" in net.card.license:
@@ -70,11 +78,11 @@ class JMPCalculator(Calculator):
             warnings.warn(f"using the pre-training head {head!r} zero-shot: energies follow {head}'s reference "
                           "convention (e.g. OC20 adsorption energies), not total energies", UserWarning,
                           stacklevel=2)
-        from .routing import make_potential
-
-        #: a Potential, or a RoutedPotential for models whose card routes structures to heads (head_rules)
-        self.potential = make_potential(net, head=head, forces=forces, dtype=dtype, device=device, cutoff=cutoff,
-                                        max_neighbors=max_neighbors, deterministic=deterministic)
+        if not isinstance(model, JMPModel):  # loaded here, ours: prepared in place (no copy in Potential)
+            net = net.to(device=resolve_device(device), dtype=resolve_dtype(dtype)).eval().requires_grad_(False)
+        #: the Potential: one fixed head, or a head per structure for models whose card has head_rules
+        self.potential = Potential(net, head=head, forces=forces, dtype=dtype, device=device, cutoff=cutoff,
+                                   max_neighbors=max_neighbors, deterministic=deterministic)
         self.implemented_properties = self.potential.implemented_properties
 
     @property

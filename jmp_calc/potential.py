@@ -1,15 +1,16 @@
 """A model plus everything needed to turn structures into energies, forces and stress in eV units.
 
-:class:`Potential` owns the head choice, graph settings, precision and device; the ASE calculator is a thin shell
-around it, and batched simulation helpers call :meth:`Potential.predict` directly.
+:class:`Potential` owns the head choice (a selector from :mod:`jmp_calc.routing`: one fixed head, or the model
+card's rules per structure), graph settings, precision and device; the ASE calculator is a thin shell around it,
+and the batched simulation helpers, the torch-sim model and :func:`jmp_calc.embed` call it directly.
 """
 
 from __future__ import annotations
 
 import contextlib
+import copy
 import dataclasses
 import os
-import warnings
 
 import numpy as np
 import torch
@@ -20,7 +21,7 @@ from .graph.batch import GraphBatch
 from .graph.structures import as_structure, batch_structures, build_graphs
 from .model.jmp import JMPModel
 
-__all__ = ["Potential", "InputError", "resolve_device", "resolve_dtype", "differentiable_geometry",
+__all__ = ["Potential", "HeadSettings", "InputError", "resolve_device", "resolve_dtype", "differentiable_geometry",
            "atom_ref_table"]
 
 
@@ -108,17 +109,94 @@ def progress_bar(structures, progress: bool | None):
     return tqdm(total=total, desc="predict_many", unit="struct", disable=not show)
 
 
+def formula(s) -> str:
+    """Chemical formula of a :class:`~jmp_calc.graph.structures.Structure` (for messages)."""
+    from ase.symbols import Symbols
+
+    try:
+        return Symbols(np.asarray(s.numbers, dtype=np.int64)).get_chemical_formula()
+    except (KeyError, IndexError, ValueError):  # numbers outside the periodic table
+        return f"{len(s.numbers)} atoms"
+
+
+def error_record(index: int, exc: BaseException) -> dict:
+    """The result slot of a structure that could not be evaluated (``on_error="skip"``)."""
+    reason = str(exc) if isinstance(exc, InputError) else f"{type(exc).__name__}: {exc}"
+    return {"error": reason, "index": index}
+
+
+def nonfinite(result: dict) -> str | None:
+    """Why a prediction is unusable (NaN/inf energy or forces), or None. (Stress is not checked: it is NaN for
+    a structure that is not periodic in 3 directions, where it is not defined and the calculator drops it.)"""
+    bad = [k for k in ("energy", "forces") if k in result and not np.all(np.isfinite(result[k]))]
+    return f"the model gave non-finite {'/'.join(bad)}" if bad else None
+
+
+#: what a structure that cannot be evaluated raises (as_structure: TypeError/KeyError for things that are no
+#: structure; the checks and graph code: InputError / ValueError)
+STRUCTURE_ERRORS = (ValueError, TypeError, KeyError)
+
+
+@dataclasses.dataclass(frozen=True)
+class HeadSettings:
+    """How one head is evaluated: its config and index in the model, force kind, graph settings (with the
+    potential's overrides) and per-element reference energies (a table on the model's device, or None)."""
+
+    head: HeadConfig
+    index: int
+    forces: str
+    graph: GraphConfig
+    atom_refs: torch.Tensor | None
+
+    @property
+    def name(self) -> str:
+        return self.head.name
+
+
+@dataclasses.dataclass
+class _Entry:
+    """One structure on its way through :meth:`Potential.iter_predict`."""
+
+    index: int
+    structure: object
+    settings: HeadSettings
+    graphs: object
+
+
+def _prepared(model: JMPModel, device: torch.device, dtype: torch.dtype) -> JMPModel:
+    """``model`` in eval mode, without parameter gradients, on ``device`` in ``dtype``: the model itself when it
+    already is, else a copy (the caller's model is never moved, cast or frozen)."""
+    params = list(model.parameters()) + list(model.buffers())
+    ready = not model.training and not any(p.requires_grad for p in model.parameters()) and \
+        all(p.device == device and (p.dtype == dtype or not p.is_floating_point()) for p in params)
+    if ready:
+        return model
+    model = copy.deepcopy(model).to(device=device, dtype=dtype).eval()
+    for p in model.parameters():
+        p.requires_grad_(False)
+    return model
+
+
 class Potential:
-    """Energies (eV), forces (eV/A) and stress (eV/A^3, ASE sign) from one head of a :class:`JMPModel`.
+    """Energies (eV), forces (eV/A) and stress (eV/A^3, ASE sign) from a :class:`JMPModel`, with the head chosen by
+    a selector (:mod:`jmp_calc.routing`): ``head=`` (name or index) for one fixed head; ``head=None`` or
+    ``"auto"``: the card's ``head_rules`` per structure when it has them, else the card's default head.
 
     ``forces``: ``"direct"`` uses the head's force MLP; ``"conservative"`` uses -dE/dx (and allows stress);
-    ``"auto"`` picks what the model card says the head was trained for (direct for JMP pre-training heads).
-    ``cutoff``/``max_neighbors`` override the head's graph settings (the model then sees graphs unlike training).
+    ``"auto"`` picks, per head, what the model card says the head was trained for (direct for JMP pre-training
+    heads). ``cutoff``/``max_neighbors`` override the heads' graph settings (the model then sees graphs unlike
+    training).
+
+    The model given is never changed: when it is not already in eval mode, frozen, on ``device`` and in ``dtype``,
+    the potential works on a copy (:attr:`model`). Calls share no state beyond a cache of the last batch's graphs
+    (reused only for identical structures, see :meth:`batch`).
     """
 
     def __init__(self, model: JMPModel, *, head: str | int | None = None, forces: str = "auto",
                  dtype="float32", device="auto", cutoff: float | None = None, max_neighbors: int | None = None,
                  deterministic: bool = False):
+        from .routing import selector_for
+
         self.device = resolve_device(device)
         #: bit-identical repeated results: deterministic torch kernels during predictions (CUDA scatter-adds are
         #: otherwise order-dependent; the CPU path is deterministic anyway)
@@ -126,29 +204,30 @@ class Potential:
         if deterministic and self.device.type == "cuda":
             os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
         self.dtype = resolve_dtype(dtype)
-        card = model.card
-        if head is None:
-            head = 0 if card.default_head is None else card.default_head
-        self.head_idx = model.head_index(head)
-        self.head: HeadConfig = model.heads[self.head_idx]
-        if forces == "auto":
-            forces = card.forces.get(self.head.name) or ("direct" if self.head.direct_forces else "conservative")
-        if forces not in ("direct", "conservative"):
+        if forces not in ("auto", "direct", "conservative"):
             raise InputError(f"forces must be 'auto', 'direct' or 'conservative', got {forces!r}")
-        if forces == "direct" and not self.head.direct_forces:
-            raise InputError(f"head {self.head.name!r} has no direct-force output; use forces='conservative'")
-        self.forces = forces
+        #: chooses the head of each structure (a fixed head, or the card's head_rules)
+        self.selector = selector_for(model, head)
         overrides = {k: v for k, v in (("cutoff", cutoff), ("max_neighbors", max_neighbors)) if v is not None}
-        self.graph: GraphConfig = dataclasses.replace(self.head.graph, **overrides)  # keeps explicit caps
-        self.model = model.to(device=self.device, dtype=self.dtype).eval()
-        for p in self.model.parameters():
-            p.requires_grad_(False)
         self.num_elements = model.config.num_elements
+        #: settings of every head the selector can choose, by name
+        self.heads: dict[str, HeadSettings] = {}
+        for name in self.selector.heads:
+            idx = model.head_index(name)
+            cfg = model.heads[idx]
+            kind = forces if forces != "auto" else (
+                model.card.forces.get(name) or ("direct" if cfg.direct_forces else "conservative"))
+            if kind == "direct" and not cfg.direct_forces:
+                raise InputError(f"head {name!r} has no direct-force output; use forces='conservative'")
+            refs = atom_ref_table(cfg.atom_refs, self.num_elements).to(self.device) if cfg.atom_refs else None
+            self.heads[name] = HeadSettings(cfg, idx, kind, dataclasses.replace(cfg.graph, **overrides), refs)
+        kinds = {h.forces for h in self.heads.values()}
+        #: "direct" or "conservative" (every head alike), else "mixed"
+        self.forces = kinds.pop() if len(kinds) == 1 else "mixed"
+        self.model = _prepared(model, self.device, self.dtype)
         #: elements the model saw in training (from its card); others give a warning
-        self.elements = set(card.elements)
-        refs = self.head.atom_refs
-        self._atom_refs = atom_ref_table(refs, self.num_elements).to(self.device) if refs else None
-        #: (state keys, GraphBatch) of the last batch, reused for an identical list of structures
+        self.elements = set(model.card.elements)
+        #: (head, state keys, GraphBatch) of the last batch, reused for an identical list of structures
         self._graph_cache = None
         #: how many calls reused the previous call's graphs (see :meth:`batch`)
         self.graph_reuses = 0
@@ -158,6 +237,34 @@ class Potential:
         props = ["energy", "free_energy", "forces", "energies"]
         return props + (["stress"] if self.forces == "conservative" else [])
 
+    # ------------------------------------------------------------------ heads
+    def route(self, structure) -> str:
+        """The name of the head that evaluates ``structure``."""
+        return self.selector.head_for(as_structure(structure))
+
+    def settings_for(self, structure) -> HeadSettings:
+        """The :class:`HeadSettings` that evaluate ``structure``."""
+        return self.heads[self.route(structure)]
+
+    def _single(self) -> HeadSettings:
+        if len(self.heads) != 1:
+            raise InputError(f"this potential chooses one of the heads {sorted(self.heads)} per structure: use "
+                             "settings_for(structure), or pass head=... for one head")
+        return next(iter(self.heads.values()))
+
+    @property
+    def head(self) -> HeadConfig:
+        """The head's config (a potential of one fixed head; see :meth:`settings_for` otherwise)."""
+        return self._single().head
+
+    @property
+    def head_idx(self) -> int:
+        return self._single().index
+
+    @property
+    def graph(self) -> GraphConfig:
+        return self._single().graph
+
     # ------------------------------------------------------------------ graphs
     def check(self, s) -> None:
         """Raise :class:`InputError` for a structure that cannot be evaluated (see :mod:`jmp_calc.validate`)."""
@@ -165,17 +272,21 @@ class Potential:
 
         check_structure(s, self.num_elements, self.elements)
 
+    def _entry(self, index: int, obj) -> _Entry:
+        s = as_structure(obj)
+        self.check(s)
+        settings = self.settings_for(s)
+        g = build_graphs(s, settings.graph, self.model.config.qint_tags, settings.head.set_tags_to)
+        return _Entry(index, s, settings, g)
+
     def build_graphs(self, structures) -> list:
-        out = []
-        for obj in structures:
-            s = as_structure(obj)
-            self.check(s)
-            out.append(build_graphs(s, self.graph, self.model.config.qint_tags, self.head.set_tags_to))
-        return out
+        """The graphs of each structure, with the settings of its head (checked first)."""
+        return [self._entry(i, obj).graphs for i, obj in enumerate(structures)]
 
     def batch(self, structures, graphs=None) -> GraphBatch:
-        """The :class:`GraphBatch` of ``structures``; the previous call's batch is reused when every structure is
-        identical (numbers, positions, cell, pbc, tags), e.g. when a property of the same state is asked again.
+        """The :class:`GraphBatch` of ``structures`` (all of one head: see :meth:`batch_head`); the previous
+        call's batch is reused when every structure is identical (numbers, positions, cell, pbc, tags), e.g. when
+        a property of the same state is asked again.
 
         Not done, on purpose: reusing graphs when only positions moved. A Verlet-skin neighbour list would save
         only the neighbour search (under 1 % of a call) and is not exact under JMP's k-NN caps; reusing the
@@ -184,61 +295,106 @@ class Potential:
         300 K kept their graphs, 2 of 30 with 108 atoms) for at most the 5-9 % that graph building takes.
         """
         structs = [as_structure(s) for s in structures]
-        keys = [_StateKey(s) for s in structs]
-        cached = self._graph_cache
-        if graphs is None and cached is not None and cached[0] == keys:
-            self.graph_reuses += 1
-            return cached[1]
+        settings = self.batch_head(structs)
         if graphs is None:
-            graphs = self.build_graphs(structs)
-        if any(g.truncated and g.kth_gap < 1e-4 for g in graphs):
-            warnings.warn("two neighbours tie at the max_neighbors cut: the k-NN graph (and energy) is "
-                          "discontinuous here", RuntimeWarning, stacklevel=3)
-        g = batch_structures(structs, self.graph, self.model.config.qint_tags, dtype=self.dtype,
-                             device=self.device, graphs=graphs)
-        self._graph_cache = (keys, g)
+            entries = [_Entry(i, s, settings, None) for i, s in enumerate(structs)]
+        else:
+            entries = [_Entry(i, s, settings, g) for i, (s, g) in enumerate(zip(structs, graphs))]
+        return self._batch(entries)
+
+    def batch_head(self, structures) -> HeadSettings:
+        """The head of a batch of structures: an :class:`InputError` when they need different heads."""
+        names = {self.route(s) for s in structures}
+        if len(names) > 1:
+            raise InputError(f"this batch mixes structures for heads {sorted(names)}; evaluate them separately or "
+                             "pass head=... to use one head for all")
+        return self.heads[names.pop()] if names else self._single()
+
+    def _batch(self, entries: list[_Entry]) -> GraphBatch:
+        """Collated graphs of ``entries`` (one head); graphs are built for entries that have none."""
+        from .validate import warn_user
+
+        settings = entries[0].settings
+        keys = [_StateKey(e.structure) for e in entries]
+        cached = self._graph_cache
+        if all(e.graphs is None for e in entries) and cached is not None and cached[0] == settings.name and \
+                cached[1] == keys:
+            self.graph_reuses += 1
+            return cached[2]
+        for e in entries:
+            if e.graphs is None:
+                self.check(e.structure)
+                e.graphs = build_graphs(e.structure, settings.graph, self.model.config.qint_tags,
+                                        settings.head.set_tags_to)
+        ties = [e for e in entries if e.graphs.truncated and e.graphs.kth_gap < 1e-4]
+        if ties:
+            which = ", ".join(f"{e.index} ({formula(e.structure)})" for e in ties[:5])
+            warn_user(f"structure{'s' if len(ties) > 1 else ''} {which}{', ...' if len(ties) > 5 else ''}: two "
+                      f"neighbours tie at the max_neighbors cut ({settings.graph.max_neighbors}) of head "
+                      f"{settings.name!r}, so the k-NN graph (and the energy) is discontinuous there; a slightly "
+                      "perturbed structure (or a larger max_neighbors) avoids the tie", RuntimeWarning)
+        g = batch_structures([e.structure for e in entries], settings.graph, self.model.config.qint_tags,
+                             dtype=self.dtype, device=self.device, graphs=[e.graphs for e in entries])
+        self._graph_cache = (settings.name, keys, g)
         return g
 
     # ------------------------------------------------------------------ predictions
     def predict(self, structures, properties=("energy", "forces"), graphs=None) -> list[dict]:
-        """One model call for all ``structures``; returns one dict of numpy results per structure."""
-        structures = list(structures)
-        if not structures:
+        """Every structure of ``structures`` in one model call per head; one dict of numpy results per structure,
+        in input order. ``graphs``: prebuilt graphs (from :meth:`build_graphs`), one per structure."""
+        structures = [as_structure(s) for s in structures]
+        graphs = [None] * len(structures) if graphs is None else list(graphs)
+        entries = [_Entry(i, s, self.settings_for(s), g) for i, (s, g) in enumerate(zip(structures, graphs))]
+        return self._evaluate(entries, set(properties))
+
+    def _evaluate(self, entries: list[_Entry], props: set) -> list[dict]:
+        """Results of ``entries`` in their order: one model call per head among them."""
+        if not entries:
             return []
-        props = set(properties)
-        if "stress" in props and self.forces != "conservative":
-            raise InputError("stress needs conservative forces: create the calculator with forces='conservative'")
-        g = self.batch(structures, graphs)
+        groups: dict[str, list[int]] = {}
+        for k, e in enumerate(entries):
+            groups.setdefault(e.settings.name, []).append(k)
+        out: list[dict | None] = [None] * len(entries)
+        previous = torch.are_deterministic_algorithms_enabled()
         if self.deterministic:
-            previous = torch.are_deterministic_algorithms_enabled()
             torch.use_deterministic_algorithms(True)
-            try:
-                return self._predict(g, props)
-            finally:
+        try:
+            for name, idx in groups.items():
+                settings = self.heads[name]
+                if "stress" in props and settings.forces != "conservative":
+                    raise InputError("stress needs conservative forces: create the calculator with "
+                                     "forces='conservative'")
+                g = self._batch([entries[k] for k in idx])
+                for k, r in zip(idx, self._split(g, self.predict_tensors(g, props, head=settings))):
+                    out[k] = r
+        finally:
+            if self.deterministic:
                 torch.use_deterministic_algorithms(previous)
-        return self._predict(g, props)
+        return out
 
-    def _predict(self, g: GraphBatch, props: set) -> list[dict]:
-        return self._split(g, self.predict_tensors(g, props))
-
-    def predict_tensors(self, g: GraphBatch, props) -> dict[str, torch.Tensor]:
+    def predict_tensors(self, g: GraphBatch, props, head: str | HeadSettings | None = None
+                        ) -> dict[str, torch.Tensor]:
         """Model outputs of a built :class:`GraphBatch` as detached tensors on the model's device, in eV units:
-        ``energy`` (B,), ``energies`` (N,), ``forces`` (N, 3), ``stress`` (B, 3, 3) (ASE sign) as requested."""
+        ``energy`` (B,), ``energies`` (N,), ``forces`` (N, 3), ``stress`` (B, 3, 3) (ASE sign) as requested.
+        ``head``: the head that evaluates the batch (its name or :class:`HeadSettings`, e.g. from
+        :meth:`batch_head`); needed when the potential chooses heads per structure."""
+        settings = self._single() if head is None else head if isinstance(head, HeadSettings) else self.heads[head]
         props = set(props)
-        want_grad = self.forces == "conservative" and ("forces" in props or "stress" in props)
+        want_grad = settings.forces == "conservative" and ("forces" in props or "stress" in props)
         stress = "stress" in props
+        hc = settings.head
         with torch.inference_mode(not want_grad), torch.enable_grad() if want_grad else contextlib.nullcontext():
             pos_leaf, eps, pos, cell = differentiable_geometry(g, positions=want_grad, strain=stress)
-            out = self.model(g, heads=[self.head_idx], pos=pos, cell=cell, return_features=True,
-                             direct_forces=self.forces == "direct" and "forces" in props)
-            std, mean = self.head.energy_std, self.head.energy_mean
+            out = self.model(g, heads=[settings.index], pos=pos, cell=cell, return_features=True,
+                             direct_forces=settings.forces == "direct" and "forces" in props)
+            std, mean = hc.energy_std, hc.energy_mean
             energy = out["energy"][:, 0] * std + mean
             node_e = out["node_energy"][:, 0] * std
-            if self.head.reduction == "mean":
+            if hc.reduction == "mean":
                 node_e = node_e / g.natoms[g.batch]
             node_e = node_e + mean / g.natoms[g.batch]
-            if self._atom_refs is not None:
-                ref = self._atom_refs[g.numbers].to(self.dtype)
+            if settings.atom_refs is not None:
+                ref = settings.atom_refs[g.numbers].to(self.dtype)
                 node_e = node_e + ref
                 energy = energy + ref.new_zeros(g.num_structures).index_add_(0, g.batch, ref)
             result = {"energy": energy.detach(), "energies": node_e.detach()}
@@ -250,46 +406,96 @@ class Potential:
                     vol = torch.abs(torch.linalg.det(g.cell))
                     result["stress"] = grads[1] / vol[:, None, None]
             elif "forces" in props:
-                result["forces"] = out["forces"][:, :, 0].detach() * self.head.force_std
+                result["forces"] = out["forces"][:, :, 0].detach() * hc.force_std
         return result
 
     def predict_many(self, structures, *, batch_size: int | None = None, max_atoms: int | None = None,
-                     max_edges: int | None = None, properties=("energy", "forces"), progress: bool | None = None
-                     ) -> list[dict]:
-        """Predictions for many structures of mixed sizes, one model call per batch: ``list(iter_predict(...))``.
+                     max_edges: int | None = None, properties=("energy", "forces"), progress: bool | None = None,
+                     on_error: str = "raise") -> list[dict]:
+        """Predictions for many structures of mixed sizes, one model call per batch (and head): ``list(
+        iter_predict(...))``.
 
         Batches are consecutive structures bounded by ``batch_size`` structures, ``max_atoms`` atoms and
         ``max_edges`` main-graph edges (defaults: 4,000 atoms / 120,000 edges on CPU, 10x that on GPU), so memory
         stays bounded however long the list; graphs are built batch by batch. A progress bar is shown for long
         lists (``progress=None``: more than 200 structures).
+
+        ``on_error="skip"``: a structure that cannot be evaluated (it fails the input checks, or the model gives
+        NaN/inf for it) keeps its slot as ``{"error": reason, "index": i}`` and every other result is
+        bit-identical to a run without that structure; ``"raise"`` (default): the first such structure raises
+        :class:`InputError`.
         """
         return list(self.iter_predict(structures, batch_size=batch_size, max_atoms=max_atoms, max_edges=max_edges,
-                                      properties=properties, progress=progress))
+                                      properties=properties, progress=progress, on_error=on_error))
 
     def iter_predict(self, structures, *, batch_size: int | None = None, max_atoms: int | None = None,
-                     max_edges: int | None = None, properties=("energy", "forces"), progress: bool | None = None):
+                     max_edges: int | None = None, properties=("energy", "forces"), progress: bool | None = None,
+                     on_error: str = "raise"):
         """Like :meth:`predict_many`, lazily: ``structures`` may be any iterable (a generator reading a file), a
         batch is read from it only when the previous batch's results have been consumed, and one dict per
-        structure is yielded in input order. Memory is that of one batch, whatever the number of structures."""
+        structure is yielded in input order. Memory is that of one batch, whatever the number of structures.
+
+        The one batching loop of the package: a batch holds structures of any head and is evaluated with one
+        model call per head in it. With ``on_error="skip"`` a structure whose results are not finite is dropped
+        from its batch, which is then filled up and evaluated again, so the batches of the others are exactly
+        those of a run without it."""
+        if on_error not in ("raise", "skip"):
+            raise InputError(f"on_error must be 'raise' or 'skip', got {on_error!r}")
+        skip = on_error == "skip"
+        props = set(properties)
         max_atoms, max_edges = self.batch_limits(max_atoms, max_edges)
         bar = progress_bar(structures, progress)
-        chunk, graphs, n_atoms, n_edges = [], [], 0, 0
+        ready: dict[int, dict] = {}  # finished results waiting for earlier ones
+        state = {"next": 0}
+
+        def flush():
+            while state["next"] in ready:
+                yield ready.pop(state["next"])
+                state["next"] += 1
+
+        def entries():
+            for i, obj in enumerate(structures):
+                try:
+                    yield self._entry(i, obj)
+                except STRUCTURE_ERRORS as exc:
+                    if not skip:
+                        raise
+                    ready[i] = error_record(i, exc)
+
+        source, pending = entries(), []
+        chunk, n_atoms, n_edges = [], 0, 0
         try:
-            for obj in structures:
-                s = as_structure(obj)
-                (g,) = self.build_graphs([s])
-                if chunk and ((batch_size is not None and len(chunk) >= batch_size) or
-                              n_atoms + g.n_atoms > max_atoms or n_edges + len(g.main) > max_edges):
-                    yield from self.predict(chunk, properties=properties, graphs=graphs)
+            while True:
+                e = pending.pop() if pending else next(source, None)
+                full = e is not None and chunk and (
+                    (batch_size is not None and len(chunk) >= batch_size) or
+                    n_atoms + e.graphs.n_atoms > max_atoms or n_edges + len(e.graphs.main) > max_edges)
+                if (e is None or full) and chunk:
+                    results = self._evaluate(chunk, props)
+                    bad = [(x, why) for x, r in zip(chunk, results) if (why := nonfinite(r))]
+                    if bad:
+                        if not skip:
+                            x, why = bad[0]
+                            raise InputError(f"structure {x.index} ({formula(x.structure)}): {why}")
+                        for x, why in bad:
+                            ready[x.index] = {"error": why, "index": x.index}
+                        chunk = [x for x in chunk if all(x is not y for y, _ in bad)]
+                        n_atoms = sum(x.graphs.n_atoms for x in chunk)
+                        n_edges = sum(len(x.graphs.main) for x in chunk)
+                        if e is not None:
+                            pending.append(e)
+                        continue  # fill the freed room and evaluate again: the batch a run without them has
+                    for x, r in zip(chunk, results):
+                        ready[x.index] = r
                     bar.update(len(chunk))
-                    chunk, graphs, n_atoms, n_edges = [], [], 0, 0
-                chunk.append(s)
-                graphs.append(g)
-                n_atoms += g.n_atoms
-                n_edges += len(g.main)
-            if chunk:
-                yield from self.predict(chunk, properties=properties, graphs=graphs)
-                bar.update(len(chunk))
+                    chunk, n_atoms, n_edges = [], 0, 0
+                yield from flush()
+                if e is None:
+                    break
+                chunk.append(e)
+                n_atoms += e.graphs.n_atoms
+                n_edges += len(e.graphs.main)
+            yield from flush()
         finally:
             bar.close()
 

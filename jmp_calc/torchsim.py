@@ -45,17 +45,17 @@ class JMPTorchSimModel(ModelInterface):
     def __init__(self, model=None, *, head=None, forces: str = "auto", dtype=torch.float64, device=None,
                  compute_stress: bool | None = None, compute_forces: bool = True, **potential_kwargs):
         super().__init__()
-        if hasattr(model, "potential"):  # a JMPCalculator
-            model = model.potential
-        from .routing import RoutedPotential, make_potential
+        from .calculator import JMPCalculator
 
-        if isinstance(model, (Potential, RoutedPotential)):
+        if isinstance(model, JMPCalculator):
+            model = model.potential
+        if isinstance(model, Potential):
             self.potential = model
         else:
             from .io import load_model
 
-            self.potential = make_potential(load_model(model), head=head, forces=forces, dtype=dtype,
-                                            device=device or "auto", **potential_kwargs)
+            self.potential = Potential(load_model(model), head=head, forces=forces, dtype=dtype,
+                                       device=device or "auto", **potential_kwargs)
         conservative = self.potential.forces == "conservative"
         if compute_stress and not conservative:
             raise ValueError("stress needs conservative forces (forces='conservative')")
@@ -63,7 +63,14 @@ class JMPTorchSimModel(ModelInterface):
         self._dtype = self.potential.dtype
         self._compute_stress = conservative if compute_stress is None else bool(compute_stress)
         self._compute_forces = bool(compute_forces)
-        self._memory_scales_with = "n_atoms"  # k-NN graphs: a bounded number of neighbours per atom
+        self._memory_scales_with = "n_atoms"
+
+    @property
+    def memory_scales_with(self) -> str:
+        """``"n_atoms"``, for torch-sim's autobatchers (``BinningAutoBatcher``, ``InFlightAutoBatcher``): JMP's
+        graphs cap the neighbours per atom (``max_neighbors``), so memory grows with the number of atoms, not with
+        atoms times density as for an uncapped radius graph."""
+        return self._memory_scales_with
 
     @property
     def compute_stress(self) -> bool:
@@ -119,9 +126,7 @@ class JMPTorchSimModel(ModelInterface):
         system_idx = state.get("system_idx") if isinstance(state, dict) else state.system_idx
         if system_idx is not None and len(system_idx) > 1 and bool((system_idx[1:] < system_idx[:-1]).any()):
             order = torch.argsort(system_idx.detach().cpu(), stable=True)  # atoms grouped by system
-        p = self.potential
-        g = p.batch(structs)
-        res = p.predict_tensors(g, props)
+        res = self._predict(structs, props)
         out = {"energy": res["energy"].to(self._dtype)}
         if "forces" in res:
             f = res["forces"].to(self._dtype)
@@ -130,4 +135,28 @@ class JMPTorchSimModel(ModelInterface):
             out["forces"] = f
         if "stress" in res:
             out["stress"] = res["stress"].to(self._dtype)
+        return out
+
+    def _predict(self, structs, props) -> dict[str, torch.Tensor]:
+        """Tensors of every system (atoms grouped by system), one model call per head among them."""
+        p = self.potential
+        groups: dict[str, list[int]] = {}
+        for b, s in enumerate(structs):
+            groups.setdefault(p.route(s), []).append(b)
+        if len(groups) == 1:
+            return p.predict_tensors(p.batch(structs), props, head=next(iter(groups)))
+        counts = torch.tensor([len(s.numbers) for s in structs])
+        starts = torch.cumsum(counts, 0) - counts
+        out: dict[str, torch.Tensor] = {}
+        for head, systems in groups.items():
+            res = p.predict_tensors(p.batch([structs[b] for b in systems]), props, head=head)
+            sys_idx = torch.tensor(systems, device=p.device)
+            atom_idx = torch.cat([torch.arange(int(starts[b]), int(starts[b] + counts[b])) for b in systems])
+            atom_idx = atom_idx.to(p.device)
+            for key, value in res.items():
+                per_atom = key in ("forces", "energies")
+                if key not in out:
+                    n = int(counts.sum()) if per_atom else len(structs)
+                    out[key] = value.new_zeros((n, *value.shape[1:]))
+                out[key].index_copy_(0, atom_idx if per_atom else sys_idx, value)
         return out

@@ -6,6 +6,7 @@ Called from :meth:`jmp_calc.potential.Potential.check`; ``docs/bad_inputs.md`` l
 
 from __future__ import annotations
 
+import sys
 import warnings
 
 import numpy as np
@@ -13,7 +14,7 @@ import numpy as np
 from .errors import InputError
 from .graph.geometry import cell_heights
 
-__all__ = ["check_structure", "MIN_PAIR_DISTANCE", "MIN_CELL_HEIGHT", "cell_heights"]
+__all__ = ["check_structure", "MIN_PAIR_DISTANCE", "MIN_CELL_HEIGHT", "cell_heights", "warn_user"]
 
 #: two atoms (or an atom and a periodic image) closer than this (Angstrom) are an error: the graph code drops pairs
 #: under 0.01 A (the two atoms then do not see each other at all) and closer than ~0.1 A no model output means
@@ -23,8 +24,21 @@ MIN_PAIR_DISTANCE = 0.1
 #: "nearly singular": an error, before the neighbour search (which would need ~(cutoff/height)^3 images or crash)
 MIN_CELL_HEIGHT = 0.1
 
+#: frames of these packages are not the user's (ASE calls the calculator from atoms.get_forces(), torch and
+#: torch-sim call the torch-sim model, ...)
+_NOT_USER = {"jmp_calc", "ase", "torch", "torch_sim", "phonopy"}
 
-def check_structure(s, num_elements: int, elements=(), stacklevel: int = 5) -> None:
+
+def warn_user(message: str, category=RuntimeWarning) -> None:
+    """``warnings.warn`` attributed to the first caller outside jmp_calc, ASE, torch(-sim) and phonopy: the
+    user's line, not ours."""
+    frame, level = sys._getframe(1), 2  # stacklevel 2: the caller of warn_user
+    while frame is not None and frame.f_globals.get("__name__", "").partition(".")[0] in _NOT_USER:
+        frame, level = frame.f_back, level + 1
+    warnings.warn(message, category, stacklevel=level)
+
+
+def check_structure(s, num_elements: int, elements=()) -> None:
     """Raise :class:`InputError` for a structure no model can evaluate; warn for elements outside ``elements``.
 
     ``s``: a :class:`~jmp_calc.graph.structures.Structure`; ``num_elements``: the model's embedding size;
@@ -48,8 +62,8 @@ def check_structure(s, num_elements: int, elements=(), stacklevel: int = 5) -> N
         if unseen:
             from ase.data import chemical_symbols
 
-            warnings.warn(f"elements {[chemical_symbols[z] for z in unseen]} were not in this model's training "
-                          "data: its predictions for them are not meaningful", RuntimeWarning, stacklevel=stacklevel)
+            warn_user(f"elements {[chemical_symbols[z] for z in unseen]} were not in this model's training "
+                      "data: its predictions for them are not meaningful", RuntimeWarning)
     pbc = np.asarray(s.pbc, dtype=bool)
     if pbc.any():
         heights = cell_heights(s.cell, pbc)

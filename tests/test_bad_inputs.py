@@ -177,7 +177,7 @@ def test_isolated_atom(calc):
     boxed = _results(Atoms("Cu", cell=np.eye(3) * 12.0, pbc=True), calc, stress=True)  # image at 12 A > 5 A cutoff
     assert boxed["energy"] == pytest.approx(e_open["energy"], rel=1e-14)
     assert np.all(e_open["forces"] == 0) and np.all(boxed["forces"] == 0) and np.all(boxed["stress"] == 0)
-    pot = calc.potential.potential_for(Atoms("Cu"))  # the default model's head for metals
+    pot = calc.potential.settings_for(Atoms("Cu"))  # the default model's head for metals
     cutoff = pot.graph.cutoff
     far = _results(Atoms("Cu2", positions=[[0, 0, 0], [cutoff + 0.01, 0, 0]]), calc)
     near = _results(Atoms("Cu2", positions=[[0, 0, 0], [cutoff - 0.01, 0, 0]]), calc)
@@ -267,7 +267,7 @@ def test_cell_much_smaller_than_cutoff(calc):
     """A 1-atom fcc primitive cell (face distances 2.1 A, cutoff 5 A: images up to 3 cells away) equals its
     supercells per atom."""
     prim = bulk("Cu", "fcc", a=3.6)
-    assert min(calc.potential.potential_for(prim).graph.cutoff / h for h in 1 / np.linalg.norm(prim.cell.reciprocal(), axis=1)) > 2
+    assert min(calc.potential.settings_for(prim).graph.cutoff / h for h in 1 / np.linalg.norm(prim.cell.reciprocal(), axis=1)) > 2
     ref = _results(prim, calc, stress=True)
     for sc in (bulk("Cu", "fcc", a=3.6, cubic=True), prim.repeat((3, 3, 3))):
         r = _results(sc, calc, stress=True)

@@ -157,14 +157,14 @@ def test_invariances_float64():
 def test_graph_settings_come_from_the_head():
     """Explicit per-graph caps of a model (the embedded one uses 18/18/12) survive into the calculator."""
     calc = JMPCalculator()  # two heads, chosen per structure: each sub-potential has its head's graph
-    assert set(calc.potential.potentials) == set(calc.model.head_names)
-    for name, pot in calc.potential.potentials.items():
+    assert set(calc.potential.heads) == set(calc.model.head_names)
+    for name, settings in calc.potential.heads.items():
         head = calc.model.heads[calc.model.head_index(name)]
-        assert pot.graph == head.graph
-        assert pot.graph.caps["qint"] == head.graph.caps["qint"] == 12
+        assert settings.graph == head.graph
+        assert settings.graph.caps["qint"] == head.graph.caps["qint"] == 12
     over = JMPCalculator(cutoff=4.0)
-    for pot in over.potential.potentials.values():
-        assert pot.graph.cutoff == 4.0 and pot.graph.caps["qint"] == 12
+    for settings in over.potential.heads.values():
+        assert settings.graph.cutoff == 4.0 and settings.graph.caps["qint"] == 12
     single = JMPCalculator("jmp-mini-emt")
     assert single.potential.graph == single.model.heads[single.potential.head_idx].graph
 
@@ -244,7 +244,7 @@ def test_one_model_call_per_state_for_every_property(monkeypatch):
     calc = JMPCalculator()  # embedded model: conservative, with stress
     atoms.calc = calc
     calls = []
-    pot = calc.potential.potential_for(atoms)
+    pot = calc.potential
     real = pot.predict_tensors
     monkeypatch.setattr(pot, "predict_tensors", lambda *a, **k: calls.append(1) or real(*a, **k))
     e = atoms.get_potential_energy()

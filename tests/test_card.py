@@ -11,8 +11,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from conftest import DATA, SMALL_CKPT, TINY_CKPT
+
 from jmp_calc import JMPCalculator, ModelCardError
 from jmp_calc.card import HeadRule, ModelCard
 from jmp_calc.io import EMBEDDED_DIR, embedded_models, load_model, load_model_dir, save_model
@@ -56,12 +56,12 @@ def test_shipped_models_and_checkpoints_give_the_numbers_of_before(tmp_path):
 
 def test_loading_through_the_card_is_bit_identical_to_the_bare_weights():
     """The same config and weights without any card: the card changes nothing in the numbers."""
+    from ase.build import bulk
     from safetensors.torch import load_file
 
     from jmp_calc.config import GemNetOCConfig, HeadConfig
     from jmp_calc.model import JMPModel
     from jmp_calc.potential import Potential
-    from ase.build import bulk
 
     atoms = bulk("Cu", "fcc", a=3.6, cubic=True)
     atoms.rattle(0.05, seed=4)
@@ -114,7 +114,8 @@ def _edit_card(d: Path, **fields):
     ({"forces": {"energy": "auto"}}, r"card field 'forces' must map heads to 'direct' or 'conservative'"),
     ({"default_head": "oc20"}, r"card field 'default_head' names head 'oc20'; the model has heads \['energy'\]"),
     ({"head_rules": [{"head": "energy", "elements": [29]}]}, r"head_rules'\[0\]: unknown condition"),
-    ({"head_rules": [{"head": "energy", "only_elements": 29}]}, r"head_rules'\[0\]\.only_elements must be a list of integers or null, got 29"),
+    ({"head_rules": [{"head": "energy", "only_elements": 29}]},
+     r"head_rules'\[0\]\.only_elements must be a list of integers or null, got 29"),
 ])
 def test_bad_card_fields_name_the_file_and_field(tmp_path, fields, message):
     d = _copy(tmp_path)

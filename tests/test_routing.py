@@ -13,7 +13,7 @@ from jmp_calc.card import ModelCard
 from jmp_calc.config import GraphConfig, HeadConfig, tiny
 from jmp_calc.model import JMPModel
 from jmp_calc.potential import InputError, Potential
-from jmp_calc.routing import RoutedPotential, make_potential
+from jmp_calc.routing import FixedHead, HeadRules
 
 RULES = [{"head": "molecules", "only_elements": [1, 6, 7, 8]}, {"head": "surfaces"}]
 
@@ -42,15 +42,15 @@ def _systems():
 
 
 def test_routes_by_elements(model):
-    pot = make_potential(model, dtype="float64")
-    assert isinstance(pot, RoutedPotential)
+    pot = Potential(model, dtype="float64")
+    assert isinstance(pot.selector, HeadRules) and list(pot.heads) == ["molecules", "surfaces"]
     assert [pot.route(a) for a in _systems()] == ["molecules", "surfaces", "molecules", "surfaces"]
     oxide_on_cu = fcc111("Cu", (2, 2, 2), vacuum=5.0) + molecule("O2")  # any non-organic element -> surfaces
     assert pot.route(oxide_on_cu) == "surfaces"
 
 
 def test_results_equal_the_single_head_potentials(model):
-    routed = make_potential(model, dtype="float64")
+    routed = Potential(model, dtype="float64")
     single = {h: Potential(model, head=h, dtype="float64") for h in ("molecules", "surfaces")}
     systems = _systems()
     mixed = routed.predict(systems, properties=("energy", "forces"))
@@ -68,7 +68,7 @@ def test_results_equal_the_single_head_potentials(model):
 def test_calculator_routes_and_explicit_head_overrides(model):
     mol, slab, _, cu = _systems()
     calc = JMPCalculator(model, dtype="float64")
-    assert isinstance(calc.potential, RoutedPotential) and "stress" in calc.implemented_properties
+    assert isinstance(calc.potential.selector, HeadRules) and "stress" in calc.implemented_properties
     mol.calc = calc
     e_routed = mol.get_potential_energy()
     (ref,) = Potential(model, head="molecules", dtype="float64").predict([mol])
@@ -76,7 +76,7 @@ def test_calculator_routes_and_explicit_head_overrides(model):
     cu.calc = calc
     assert cu.get_stress().shape == (6,)
     fixed = JMPCalculator(model, head="surfaces", dtype="float64")
-    assert isinstance(fixed.potential, Potential)
+    assert fixed.potential.selector == FixedHead("surfaces") and list(fixed.potential.heads) == ["surfaces"]
     mol2 = mol.copy()
     mol2.calc = fixed
     assert abs(mol2.get_potential_energy() - e_routed) > 1e-3
@@ -85,11 +85,29 @@ def test_calculator_routes_and_explicit_head_overrides(model):
 
 
 def test_mixed_torch_batch_is_a_clear_error(model):
-    pot = make_potential(model, dtype="float64")
+    pot = Potential(model, dtype="float64")
     with pytest.raises(InputError, match="mixes structures for heads"):
         pot.batch(_systems()[:2])
     g = pot.batch([_systems()[0]])
-    assert pot.predict_tensors(g, {"energy"})["energy"].shape == (1,)
+    with pytest.raises(InputError, match="chooses one of the heads"):  # no hidden 'current head' state
+        pot.predict_tensors(g, {"energy"})
+    head = pot.batch_head([_systems()[0]])
+    assert head.name == "molecules" and pot.predict_tensors(g, {"energy"}, head=head)["energy"].shape == (1,)
+
+
+def test_the_given_model_is_not_changed(model):
+    """Potential never moves, casts or freezes the caller's model: it works on a copy when it must."""
+    m = JMPModel(model.config, model.heads, card=model.card)
+    m.load_state_dict(model.state_dict())
+    m.double().train()
+    before = {k: v.clone() for k, v in m.state_dict().items()}
+    pot = Potential(m, dtype="float32")
+    assert pot.model is not m and m.training and all(p.requires_grad for p in m.parameters())
+    assert all(v.dtype == torch.float64 for v in m.state_dict().values() if v.is_floating_point())
+    assert all(torch.equal(before[k], v) for k, v in m.state_dict().items())
+    assert not pot.model.training and not any(p.requires_grad for p in pot.model.parameters())
+    ready = Potential(pot.model, dtype="float32")  # already prepared: used as is, no copy
+    assert ready.model is pot.model
 
 
 def test_bad_rules_are_reported(model):
@@ -100,7 +118,7 @@ def test_bad_rules_are_reported(model):
     none_match = JMPModel(model.config, model.heads, card=ModelCard.from_dict(
         {"head_rules": [{"head": "molecules", "only_elements": [1, 6, 7, 8]}]}))
     with pytest.raises(InputError, match="no head rule matches"):
-        make_potential(none_match).predict([bulk("Cu")])
+        Potential(none_match).predict([bulk("Cu")])
 
 
 def test_relax_many_and_md_route_each_structure(model):

@@ -11,6 +11,16 @@ from jmp_calc import JMPCalculator
 from jmp_calc.simulate import phonons, relax_many
 
 
+def _thermalize(atoms, temperature_K, rng):
+    """ASE's thermalize_momenta (3.29+), MaxwellBoltzmannDistribution before it."""
+    from ase.md import velocitydistribution as vd
+
+    if hasattr(vd, "thermalize_momenta"):
+        vd.thermalize_momenta(atoms, temperature_K, rng=rng)
+    else:  # ASE < 3.29
+        vd.MaxwellBoltzmannDistribution(atoms, temperature_K=temperature_K, rng=rng)
+
+
 @pytest.fixture(scope="module")
 def calc():
     return JMPCalculator(dtype="float64")  # the embedded model: conservative forces and stress
@@ -74,7 +84,6 @@ def test_phonons_gamma_acoustic_modes_vanish(calc):
 
 @pytest.mark.slow
 def test_md_replicas_equal_single_runs_and_conserve_energy(calc):
-    from ase.md.velocitydistribution import MaxwellBoltzmannDistribution
     from ase.md.verlet import VelocityVerlet
     from ase import units
 
@@ -84,7 +93,7 @@ def test_md_replicas_equal_single_runs_and_conserve_energy(calc):
     for i in range(2):
         a = bulk("Cu", "fcc", a=3.61, cubic=True).repeat((2, 2, 1))
         a.rattle(0.03, seed=i)
-        MaxwellBoltzmannDistribution(a, temperature_K=300, rng=np.random.default_rng(i))
+        _thermalize(a, 300, np.random.default_rng(i))
         reps.append(a)
     singles = [a.copy() for a in reps]
     logs = run_md(reps, calc, steps=20, timestep_fs=1.0)
@@ -107,12 +116,11 @@ def test_embed_shapes_and_batch_independence():
 
 
 def test_npt_volume_responds(calc):
-    from ase.md.velocitydistribution import MaxwellBoltzmannDistribution
 
     from jmp_calc.simulate import run_md
 
     squeezed = bulk("Cu", "fcc", a=3.45, cubic=True)  # compressed: positive pressure pushes the cell out
-    MaxwellBoltzmannDistribution(squeezed, temperature_K=300, rng=np.random.default_rng(0))
+    _thermalize(squeezed, 300, np.random.default_rng(0))
     v0 = squeezed.get_volume()
     (log,) = run_md([squeezed], calc, steps=30, timestep_fs=2.0, temperature_K=300, pressure_bar=0.0,
                     taup_fs=100.0)

@@ -28,6 +28,8 @@ _VESIN_MAX_CELLS = 1e5
 def _grid_collapses(heights: np.ndarray, radius: float) -> bool:
     """Whether vesin's cell grid for box ``heights`` (A) could lose a direction; checked for heights 5 % off
     either way, since which direction is on the unsafe side depends on the shape."""
+    if np.prod(np.maximum(np.trunc(heights * 1.05 / radius), 1.0)) <= _VESIN_MAX_CELLS:
+        return False  # no scaling reaches the cap (the common case): nothing is rescaled
     for scale in itertools.product((0.95, 1.05), repeat=3):
         n = np.maximum(np.trunc(heights * np.array(scale) / radius), 1.0)
         if np.prod(n) > _VESIN_MAX_CELLS:
