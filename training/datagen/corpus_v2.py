@@ -121,10 +121,15 @@ def _rel(path: Path) -> str:
 
 
 def assemble(out: Path, v1: Path, parts: Path, datasets=DATASETS, split_file: Path | None = None,
-             fmax: float = FMAX) -> dict:
+             fmax: float = FMAX, only=None) -> dict:
+    """Write the v2 datasets and MANIFEST.json. ``only``: rebuild just these datasets and keep the other entries of
+    an existing manifest as they are."""
     from .qm9_split import train_ids
 
     out, v1, parts = Path(out), Path(v1), Path(parts)
+    previous = {}
+    if only is not None and (out / "MANIFEST.json").exists():
+        previous = json.loads((out / "MANIFEST.json").read_text())
     bench = BenchmarkFilter()
     qm9_train = set(train_ids(split_file))
     doc = {"description": "mini-JMP pre-training corpus v2 (data/README.md): v1 pre-training sets cleaned plus new "
@@ -138,6 +143,11 @@ def assemble(out: Path, v1: Path, parts: Path, datasets=DATASETS, split_file: Pa
            "command": "python -m training.datagen.corpus_v2 --generate --parts runs/datagen_v2 --out data/mini_v2",
            "datasets": {}, "files": []}
     for ds in datasets:
+        if only is not None and ds.name not in only:
+            if ds.name in previous.get("datasets", {}):
+                doc["datasets"][ds.name] = previous["datasets"][ds.name]
+                doc["files"] += [f for f in previous["files"] if f["dataset"] == ds.name]
+            continue
         t0 = time.perf_counter()
         sources, split_stats = [], {}
         for src in ds.sources:
@@ -208,10 +218,12 @@ def main(argv=None):
     ap.add_argument("--parts", type=Path, default=ROOT / "runs" / "datagen_v2", help="where new generations go")
     ap.add_argument("--generate", action="store_true", help="run the new generators first (resumable)")
     ap.add_argument("--split-file", type=Path, default=ROOT / "data" / "mini" / "qm9_split.json")
+    ap.add_argument("--only", nargs="*", default=None, choices=[d.name for d in DATASETS],
+                    help="rebuild only these datasets (the manifest keeps the others' entries)")
     args = ap.parse_args(argv)
     if args.generate:
         generate_parts(args.parts)
-    doc = assemble(args.out, args.v1, args.parts, split_file=args.split_file)
+    doc = assemble(args.out, args.v1, args.parts, split_file=args.split_file, only=args.only)
     print(f"corpus v2: {doc['total_frames']} frames, {doc['total_bytes'] / 1e6:.1f} MB -> {args.out / 'MANIFEST.json'}")
 
 
