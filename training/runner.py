@@ -267,8 +267,11 @@ def fit(cfg: RunConfig, model: JMPModel, tasks, train_sets, val_sets, task_data:
                                          collate_fn=collate,
                                          **{**loader_kw, "generator": torch.Generator().manual_seed(cfg.seed + 1)})
     if fit_scales and not resume and cfg.model.fit_scale_factors_batches > 0:
-        first = [i for i, _ in list(sampler)[:t.batch_size * cfg.model.fit_scale_factors_batches]]  # no dropout
-        it = iter(torch.utils.data.DataLoader(train_ds, batch_size=t.batch_size, sampler=first, collate_fn=collate))
+        # the first global batches (no dropout), the same on every DDP rank and for any number of ranks
+        n_fit = t.batch_size * world * cfg.model.fit_scale_factors_batches
+        first = sampler.epoch_indices(0)[:n_fit].tolist()
+        it = iter(torch.utils.data.DataLoader(train_ds, batch_size=t.batch_size * world, sampler=first,
+                                              collate_fn=collate))
         fit_scale_factors(model, list(it))
 
     module = JMPTrainModule(model, tasks, cfg.optim, property_names=property_names)
@@ -298,6 +301,9 @@ def fit(cfg: RunConfig, model: JMPModel, tasks, train_sets, val_sets, task_data:
         enable_progress_bar=t.progress, enable_model_summary=False, num_sanity_val_steps=0,
         default_root_dir=str(out), deterministic=False,
     )
+    # DDP: the launcher (Lightning's own for --devices, SLURM, torchrun) assigns the ranks; the processes Lightning
+    # starts itself have no RANK variable, so the sampler's shard comes from the trainer
+    sampler.num_replicas, sampler.rank = trainer.world_size, trainer.global_rank
     start = time.time()
     trainer.fit(module, train_dl, val_dl, ckpt_path=str(last) if resume else None)
     if trainer.interrupted:
