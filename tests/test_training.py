@@ -344,3 +344,28 @@ def test_finetune_exports_and_tests_the_best_validation_weights(data, tmp_path, 
     assert test["weights"] == {"weights": "best validation", "epoch": 0, "step": 3, "checkpoint": "step3.ckpt"}
     # the test metrics are of the epoch-0 weights: validation on the same frames gave the same force MAE
     assert test["forces"]["mae"] == pytest.approx(float(rows[0]["val/energy/forces"]), rel=1e-4)
+
+
+def test_max_abs_force_drops_unphysical_frames_before_the_statistics(tmp_path):
+    from training.config import DatasetConfig
+    from training.runner import dataset_stats, load_split
+
+    frames = _frames("bulk", 12, 3)
+    for i in (2, 7):  # a failed SCF: one atom with an absurd force (kept finite, so the reader accepts it)
+        frames[i].calc.results["forces"][1] = [0.0, 900.0, 0.0]
+    write(tmp_path / "t.extxyz", frames)
+    write(tmp_path / "v.extxyz", frames[:4])
+    logged = []
+    d = DatasetConfig(name="bulk", train=str(tmp_path / "t.extxyz"), val=str(tmp_path / "v.extxyz"),
+                      max_abs_force=20.0)
+    train, val = load_split(d, 0, log=logged.append)
+    assert len(train) == 10 and len(val) == 3
+    assert all(np.abs(train[i].forces).max() < 20 for i in range(len(train)))
+    assert logged[0].startswith("dataset bulk train: dropped 2 of 12 frames with |F| > 20 eV/A (e.g. ")
+    assert f"{tmp_path / 't.extxyz'}:2" in logged[0] and "dropped 1 of 4" in logged[1]
+    raw_train, _ = load_split(DatasetConfig(name="bulk", train=str(tmp_path / "t.extxyz"),
+                                            val=str(tmp_path / "v.extxyz")), 0)
+    clean, raw = dataset_stats(d, train)["force_rms"], dataset_stats(d, raw_train)["force_rms"]
+    assert raw > 20 * clean  # two atoms of 96 dominated the force normalisation
+    with pytest.raises(ConfigError, match="max_abs_force must be a positive number"):
+        DatasetConfig(name="x", max_abs_force=-1)

@@ -32,6 +32,9 @@ class DatasetConfig:
     val_fraction: float = 0.05  #: used when no val file is given: a seeded split of train
     max_train: int | None = None  #: use a seeded subset of at most this many training structures
     max_val: int | None = None
+    #: drop frames (train and val) where any atom's force norm |F| exceeds this (eV/A) at read time, before the
+    #: statistics that normalise the loss are fitted; None: keep every frame
+    max_abs_force: float | None = None
     graph: dict[str, Any] = field(default_factory=lambda: {"cutoff": 12.0, "max_neighbors": 30})
     set_tags_to: int | None = None  #: 2 for molecular datasets (JMP's transform)
     forces: str = "direct"  #: direct | conservative | none
@@ -50,6 +53,10 @@ class DatasetConfig:
             raise ConfigError(f"datasets[{self.name}].forces must be direct, conservative or none, got {self.forces!r}")
         if self.stress and self.forces != "conservative":
             raise ConfigError(f"datasets[{self.name}].stress needs forces: conservative")
+        if self.max_abs_force is not None and not (isinstance(self.max_abs_force, (int, float))
+                                                   and self.max_abs_force > 0):
+            raise ConfigError(f"datasets[{self.name}].max_abs_force must be a positive number (eV/A) or null, "
+                              f"got {self.max_abs_force!r}")
 
 
 @dataclass
@@ -75,7 +82,7 @@ class SamplingConfig:
 class TrainerConfig:
     max_epochs: int = 10
     max_steps: int = -1
-    max_time_minutes: float | None = None
+    max_time_minutes: float | None = None  #: per process: each --resume chunk gets this budget again
     batch_size: int = 8
     val_batch_size: int | None = None
     num_workers: int = 0

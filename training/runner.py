@@ -86,8 +86,10 @@ def _subset(samples, n: int | None, seed: int):
     return samples.subset(idx) if hasattr(samples, "subset") else Samples([samples[int(i)] for i in idx])
 
 
-def load_split(d: DatasetConfig, seed: int):
-    """(train, val) samples of one dataset; val is a seeded split of train when no val file is given."""
+def load_split(d: DatasetConfig, seed: int, *, log=print):
+    """(train, val) samples of one dataset; val is a seeded split of train when no val file is given. With
+    ``d.max_abs_force`` the frames with a larger force on any atom are dropped from both (count logged) before
+    the subsets are drawn."""
     if not d.train:
         raise ConfigError(f"datasets[{d.name}].train is not set")
     need = (("energy",) if d.energy else ()) + (("forces",) if d.forces != "none" else ())
@@ -98,6 +100,18 @@ def load_split(d: DatasetConfig, seed: int):
         n_val = max(1, int(round(len(train) * d.val_fraction)))
         perm = np.random.default_rng(seed).permutation(len(train))
         val, train = train.subset(np.sort(perm[:n_val])), train.subset(np.sort(perm[n_val:]))
+    if d.max_abs_force is not None:
+        from .data.base import drop_large_forces
+
+        for split in ("train", "val"):
+            before = locals()[split]
+            kept, dropped = drop_large_forces(before, float(d.max_abs_force))
+            log(f"dataset {d.name} {split}: dropped {len(dropped)} of {len(before)} frames with |F| > "
+                f"{d.max_abs_force:g} eV/A" + (f" (e.g. {', '.join(dropped[:3])})" if dropped else ""))
+            if split == "train":
+                train = kept
+            else:
+                val = kept
     return _subset(train, d.max_train, seed), _subset(val, d.max_val, seed + 1)
 
 
@@ -285,6 +299,8 @@ def fit(cfg: RunConfig, model: JMPModel, tasks, train_sets, val_sets, task_data:
         callbacks.append(ema)
     if t.early_stopping_patience:
         callbacks.append(EarlyStopping("val_loss", patience=t.early_stopping_patience, mode="min"))
+    if t.max_time_minutes:
+        callbacks.append(ChunkTimer(duration={"minutes": t.max_time_minutes}, interval="step"))
     if t.progress:
         callbacks.append(TQDMProgressBar(refresh_rate=max(1, t.log_every_n_steps // 2)))
     logger = _logger(t.logger, out, cfg.name)
@@ -295,7 +311,6 @@ def fit(cfg: RunConfig, model: JMPModel, tasks, train_sets, val_sets, task_data:
     trainer = pl.Trainer(
         accelerator=accel, devices=t.devices, num_nodes=t.num_nodes, strategy=t.strategy, precision=precision,
         max_epochs=t.max_epochs, max_steps=t.max_steps,
-        max_time={"minutes": t.max_time_minutes} if t.max_time_minutes else None,
         callbacks=callbacks, logger=logger, log_every_n_steps=t.log_every_n_steps,
         check_val_every_n_epoch=t.val_every_n_epochs, inference_mode=False, use_distributed_sampler=False,
         enable_progress_bar=t.progress, enable_model_summary=False, num_sanity_val_steps=0,
@@ -308,7 +323,7 @@ def fit(cfg: RunConfig, model: JMPModel, tasks, train_sets, val_sets, task_data:
     trainer.fit(module, train_dl, val_dl, ckpt_path=str(last) if resume else None)
     if trainer.interrupted:
         raise KeyboardInterrupt
-    exported = load_best_weights(module.model, callbacks[0].best_model_path, ema)
+    exported = load_best_weights(module.model, best_checkpoint(ckpt_dir, callbacks[0]), ema)
     rows = _read_rows(out / "metrics.csv")
     best = next((r for r in rows if r.get("epoch") == exported.get("epoch")), None) if "epoch" in exported else None
     best = best or (min(rows, key=lambda r: r.get("val/loss", math.inf)) if rows else {})
@@ -330,6 +345,22 @@ def describe_weights(exported: dict) -> str:
     if exported.get("weights") == "best validation":
         return f"weights of the best validation: epoch {exported['epoch']}, step {exported['step']}"
     return "weights at the end of the run (no validation ran)"
+
+
+def best_checkpoint(ckpt_dir: Path, callback) -> Path | None:
+    """The checkpoint of the lowest validation loss: ``callback`` (the run's ``ModelCheckpoint``) keeps one per run,
+    but a validation that ran when a time limit stopped a chunk mid-epoch leaves a checkpoint the resumed run's
+    callback does not know of (the resume state was written before that validation); every ``step*.ckpt`` in
+    ``ckpt_dir`` is compared by the score it was saved with."""
+    best, best_score = None, math.inf
+    for path in sorted(Path(ckpt_dir).glob("step*.ckpt")):
+        state = torch.load(path, map_location="cpu", weights_only=True)
+        mc = state.get("callbacks", {}).get(callback.state_key, {})
+        score = mc.get("current_score", mc.get("best_model_score"))
+        score = float(score) if score is not None else math.inf
+        if score < best_score or best is None and str(path) == str(callback.best_model_path):
+            best, best_score = path, score
+    return best
 
 
 def load_best_weights(model: JMPModel, best_path: str | Path | None, ema=None) -> dict:
@@ -403,6 +434,15 @@ class ResumeCheckpoint(_pl.callbacks.Checkpoint):
         # written here as a finished epoch and skip the rest of it
         if trainer.fit_loop.epoch_loop.batch_progress.is_last_batch:
             trainer.save_checkpoint(self.path)
+
+
+class ChunkTimer(_pl.callbacks.Timer):
+    """``trainer.max_time_minutes`` per process: Lightning's own timer (``Trainer(max_time=)``) restores the time
+    already spent from the checkpoint, so a run resumed in chunks would stop at once after the first chunk. Here
+    every ``--resume`` gets the full budget again (the step count, data order and schedule still continue)."""
+
+    def load_state_dict(self, state_dict) -> None:
+        self._offset = 0
 
 
 class EpochCSV(_pl.Callback):

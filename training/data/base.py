@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-__all__ = ["Sample", "Samples", "DataError", "HARTREE", "KCAL_MOL", "BOHR"]
+__all__ = ["Sample", "Samples", "DataError", "HARTREE", "KCAL_MOL", "BOHR", "drop_large_forces"]
 
 HARTREE = 27.211386245988  # eV
 KCAL_MOL = 0.0433641043  # eV  (1 kcal/mol)
@@ -140,3 +140,21 @@ class _Subset:
 
     def __call__(self, i: int) -> Sample:
         return self.base[self.indices[i]]
+
+
+def drop_large_forces(samples: Samples, max_abs_force: float) -> tuple[Samples, list[str]]:
+    """The samples whose largest per-atom force norm ``|F_i|`` is at most ``max_abs_force`` (eV/A), and the
+    sources of those left out (unphysical frames: a failed SCF, atoms on top of each other). Frames without forces
+    are kept. Reads every record once (lazy readers too)."""
+    if not max_abs_force > 0:
+        raise DataError(f"max_abs_force must be positive, got {max_abs_force}")
+    keep, dropped = [], []
+    for i in range(len(samples)):
+        s = samples[i]
+        if s.forces is not None and len(s) and float(np.linalg.norm(s.forces, axis=1).max()) > max_abs_force:
+            dropped.append(s.source or f"#{i}")
+        else:
+            keep.append(i)
+    if not dropped:
+        return samples, []
+    return samples.subset(keep), dropped
