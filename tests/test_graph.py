@@ -192,3 +192,37 @@ def test_tie_at_kth_neighbour_is_deterministic():
             assert _edge_set(getattr(g, name).src, getattr(g, name).dst, getattr(g, name).offset) == _edge_set(
                 getattr(gs[0], name).src, getattr(gs[0], name).dst, getattr(gs[0], name).offset)
     assert gs[0].truncated and gs[0].kth_gap == 0.0
+
+
+@pytest.mark.parametrize("a2a_cap", [None, 6])
+def test_geometry_union_covers_every_graph(a2a_cap):
+    """The batch's edge union (``geo_index``) holds every edge of the four graphs once; ``EdgeSet.geo`` points at the
+    same (src, dst, image) and the model's geometry computed once on it equals the per-graph geometry exactly.
+    A capped a2a graph (6 neighbours < the 10 of main) misses reverse main edges: they are appended."""
+    import torch
+
+    from jmp_calc.model.backbone import GemNetOCBackbone, edge_geometry
+
+    cfg = GraphConfig(cutoff=6.0, max_neighbors=10, max_neighbors_a2a=a2a_cap)
+    slab, tags = _slab()
+    structs = [bulk("Cu", "fcc", a=3.6), molecule("CH3CH2OH"), slab]
+    for s in structs[:2]:
+        s.rattle(0.05, seed=1)
+    gs = [build_structure_graphs(s.positions, s.cell.array, s.pbc, t, cfg, [1, 2])
+          for s, t in zip(structs, [np.full(1, 2), np.full(9, 2), tags])]
+    b = collate(gs, [s.positions for s in structs], [s.numbers for s in structs], [s.cell.array for s in structs],
+                dtype=torch.float64)
+    union = np.concatenate([b.geo_index.numpy().T, b.geo_offset.numpy()], axis=1)
+    assert len({tuple(r) for r in union}) == len(union), "union edges are distinct"
+    n_a2a = b.a2a.num_edges
+    assert b.a2a.geo is None and np.array_equal(union[:n_a2a, :2].T, b.a2a.index.numpy())
+    extra = len(union) - n_a2a
+    assert (extra > 0) == (a2a_cap is not None)
+    geo = GemNetOCBackbone.geometry(type("B", (), {"shift_dtype": None})(), b, b.pos, b.cell)
+    for name in ("main", "a2ee2a", "qint", "a2a"):
+        es = getattr(b, name)
+        sel = np.arange(n_a2a) if es.geo is None else es.geo.numpy()
+        rows = np.concatenate([es.index.numpy().T, es.offset.numpy()], axis=1)
+        assert np.array_equal(union[sel], rows), name
+        d0, v0 = edge_geometry(b.pos, b.cell, b.batch, es.index, es.offset)
+        assert torch.equal(geo[name][0], d0) and torch.equal(geo[name][1], v0), name

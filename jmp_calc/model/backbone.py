@@ -57,8 +57,17 @@ class GemNetOCBackbone(nn.Module):
                                       act=cfg.activation, dropout=cfg.dropout)
 
     def geometry(self, g, pos: torch.Tensor, cell: torch.Tensor) -> dict:
-        return {name: edge_geometry(pos, cell, g.batch, es.index, es.offset, self.shift_dtype)
-                for name, es in (("main", g.main), ("a2ee2a", g.a2ee2a), ("qint", g.qint), ("a2a", g.a2a))}
+        """(distance, unit vector) of every graph. The three capped graphs are selections of the a2a graph: the
+        geometry of the batch's edge union (``g.geo_index``) is computed once and indexed per graph, which keeps
+        the gradient path (the backward pass sums each graph's contributions onto the shared edges)."""
+        graphs = (("main", g.main), ("a2ee2a", g.a2ee2a), ("qint", g.qint), ("a2a", g.a2a))
+        if getattr(g, "geo_index", None) is None:
+            return {name: edge_geometry(pos, cell, g.batch, es.index, es.offset, self.shift_dtype)
+                    for name, es in graphs}
+        d, v = edge_geometry(pos, cell, g.batch, g.geo_index, g.geo_offset, self.shift_dtype)
+        # es.geo None: the graph's edges are the union's first ones (a2a)
+        return {name: (d[:es.index.shape[1]], v[:es.index.shape[1]]) if es.geo is None else (d[es.geo], v[es.geo])
+                for name, es in graphs}
 
     def forward(self, h: torch.Tensor, g, pos: torch.Tensor | None = None, cell: torch.Tensor | None = None,
                 forces: bool = True) -> dict:
