@@ -132,6 +132,12 @@ def nonfinite(result: dict) -> str | None:
     return f"the model gave non-finite {'/'.join(bad)}" if bad else None
 
 
+#: a gap (A) between the k-th and (k+1)-th neighbour at a k-NN cap below this is a tie: two neighbours at the same
+#: distance (a symmetric structure: a perfect crystal or slab with a cap inside a shell), where which one is kept
+#: is arbitrary and the energy jumps under an infinitesimal displacement. Ordinary (rattled, relaxed, MD) structures
+#: have near-ties (gaps of 1e-5 A happen) but no discontinuity there; they are not warned about.
+TIE_GAP = 1e-6
+
 #: what a structure that cannot be evaluated raises (as_structure: TypeError/KeyError for things that are no
 #: structure; the checks and graph code: InputError / ValueError)
 STRUCTURE_ERRORS = (ValueError, TypeError, KeyError)
@@ -326,7 +332,7 @@ class Potential:
                 self.check(e.structure)
                 e.graphs = build_graphs(e.structure, settings.graph, self.model.config.qint_tags,
                                         settings.head.set_tags_to)
-        ties = [e for e in entries if e.graphs.truncated and e.graphs.kth_gap < 1e-4]
+        ties = [e for e in entries if e.graphs.truncated and e.graphs.kth_gap < TIE_GAP]
         if ties:
             which = ", ".join(f"{e.index} ({formula(e.structure)})" for e in ties[:5])
             warn_user(f"structure{'s' if len(ties) > 1 else ''} {which}{', ...' if len(ties) > 5 else ''}: two "

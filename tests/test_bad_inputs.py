@@ -342,8 +342,23 @@ def test_tie_at_a_knn_cap_warns():
     kept jumps under an infinitesimal displacement, and the calculator says so."""
     atoms = bulk("Cu", "fcc", a=3.6, cubic=True)
     atoms.calc = JMPCalculator(dtype="float64", max_neighbors=8)
-    with pytest.warns(RuntimeWarning, match="two neighbours tie at the max_neighbors cut"):
+    with pytest.warns(RuntimeWarning, match=r"structure 0 \(Cu4\): two neighbours tie at the max_neighbors cut "
+                      r"\(8\) of head 'surfaces'") as record:
         assert np.isfinite(atoms.get_potential_energy())
+    assert record[0].filename == __file__  # the user's line, not a file inside jmp_calc or ASE
+    structs = [molecule("H2O"), atoms.copy(), atoms.copy()]
+    with pytest.warns(RuntimeWarning, match=r"structures 1 \(Cu4\), 2 \(Cu4\): two neighbours tie") as record:
+        atoms.calc.predict_many(structs)
+    assert record[0].filename == __file__
+    # a slab whose cap (18) cuts a neighbour shell warns when perfect, not when rattled as any real one is
+    slab = fcc111("Cu", (3, 3, 4), vacuum=8.0)
+    calc = JMPCalculator()
+    with pytest.warns(RuntimeWarning, match="tie"):
+        calc.predict_many([slab])
+    slab.rattle(0.02, seed=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)
+        calc.predict_many([slab])
 
 
 def test_no_warning_for_ordinary_inputs(calc):

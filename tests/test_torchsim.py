@@ -67,3 +67,58 @@ def test_torchsim_md_and_relaxation(model):
     out = model(relaxed)
     assert out["forces"].norm(dim=1).max() < 0.05
     assert out["energy"].sum() < model(ts.io.atoms_to_state(structs, CPU, F64))["energy"].sum()
+
+
+def _many():
+    """24 periodic metal cells of 1 to 8 atoms (rattled: no k-NN ties)."""
+    out = []
+    for i in range(24):
+        sym, a0 = (("Cu", 3.62), ("Ag", 4.09), ("Pt", 3.95))[i % 3]
+        cell = bulk(sym, "fcc", a=a0, cubic=bool(i % 2)).repeat((1, 1, 1 + i % 2))
+        if len(cell) > 1:
+            cell.rattle(0.04, seed=i)
+        out.append(cell)
+    return out
+
+
+def test_autobatcher_runs_many_structures(model):
+    """torch-sim's BinningAutoBatcher, told how the model's memory scales (memory_scales_with: k-NN graphs cap the
+    neighbours per atom, so 'n_atoms'), splits 24 structures into several batches; every result is the ASE
+    calculator's."""
+    from torch_sim.autobatching import BinningAutoBatcher, calculate_memory_scaler
+
+    assert model.memory_scales_with == "n_atoms"
+    structs = _many()
+    state = ts.io.atoms_to_state(structs, CPU, F64)
+    assert calculate_memory_scaler(state, model.memory_scales_with) == state.n_atoms
+    batcher = BinningAutoBatcher(model, memory_scales_with=model.memory_scales_with, max_memory_scaler=24)
+    results = ts.static(structs, model, autobatcher=batcher)
+    bins = batcher.index_bins  # {system index: memory scaler} per batch
+    assert len(bins) >= 4 and all(sum(b.values()) <= 24 for b in bins)
+    assert sorted(i for b in bins for i in b) == list(range(len(structs)))
+    refs = JMPCalculator(dtype="float64").predict_many(structs)  # the ASE calculator's batched path
+    assert len(results) == len(structs)
+    for r, ref in zip(results, refs):
+        assert float(r["potential_energy"]) == pytest.approx(ref["energy"], rel=1e-10)
+        np.testing.assert_allclose(r["forces"].numpy(), ref["forces"], atol=1e-9)
+
+
+def test_one_batch_of_systems_for_different_heads(model):
+    """A molecule (boxed, periodic like the rest of the state) and a metal in one torch-sim batch: each system
+    is evaluated by its own head (the card's head_rules), as the ASE calculator does."""
+    from ase.build import molecule
+
+    mol = molecule("CH3OH")
+    mol.set_cell([14.0, 14.0, 14.0])
+    mol.center()
+    mol.pbc = True
+    structs = [mol, _cells()[1]]
+    assert [model.potential.route(a) for a in structs] == ["molecules", "surfaces"]
+    out = model(ts.io.atoms_to_state(structs, CPU, F64))
+    calc = JMPCalculator(dtype="float64")
+    n0 = len(mol)
+    for i, (a, sl) in enumerate(zip(structs, (slice(0, n0), slice(n0, None)))):
+        a.calc = calc
+        assert float(out["energy"][i]) == pytest.approx(a.get_potential_energy(), rel=1e-10)
+        np.testing.assert_allclose(out["forces"][sl].numpy(), a.get_forces(), atol=1e-9)
+        np.testing.assert_allclose(out["stress"][i].numpy(), a.get_stress(voigt=False), atol=1e-10)
