@@ -65,7 +65,8 @@ def random_structure(rng: np.random.Generator, k: int, elements: list[int], max_
             pos[1] = pos[0] + rng.normal(size=3) / np.sqrt(3) * rng.choice([0.0, 1e-6, 1e-3, 0.05, 0.09, 0.12])
     elif placement == "far-apart":
         # open finding (docs/bad_inputs.md): with mixed periodicity, atoms spread over 1e5 A make the neighbour
-        # search take minutes; tested on its own in test_far_apart_atoms_in_a_periodic_wire (xfail)
+        # search take 6-20 CPU s (a 1 A / 0.3 A period) to minutes (25 atoms); tested on its own in
+        # test_far_apart_atoms_in_a_periodic_wire (xfail)
         mixed = 0 < sum(pbc) < 3
         spread = float(rng.choice([50.0, 1e3] if mixed else [50.0, 1e3, 1e5]))
         pos = rng.uniform(-1, 1, size=(n, 3)) * spread
@@ -175,16 +176,16 @@ def test_fuzz_large_structures(calc, elements):
 
 @pytest.mark.slow
 @pytest.mark.xfail(strict=True, reason="open: the neighbour search (jmp_calc/graph/neighbors.py vesin_pairs) grows its "
-                   "radius until vesin's 1e5-cell grid holds a 2e5 A open extent, then loops over thousands of "
-                   "periodic images; see docs/bad_inputs.md")
+                   "radius until vesin's 1e5-cell grid holds the 1e5 A open extent, then loops over thousands of "
+                   "images of the thin periodic direction; see docs/bad_inputs.md")
 def test_far_apart_atoms_in_a_periodic_wire():
-    """Found by the fuzzer: two atoms 1e5 A apart, periodic along x only (5 A): minutes, not a result or an error.
-    Run in a subprocess so that the hang costs 10 s, not minutes."""
+    """Found by the fuzzer: two atoms 1e5 A apart, periodic along x only with a 0.3 A period: 20 CPU s (and
+    minutes with 25 atoms), not a result or an error. Run in a subprocess so that it costs 10 s at most."""
     import subprocess
     import sys
 
     code = ("from ase import Atoms; from jmp_calc import JMPCalculator; c = JMPCalculator(); "
-            "a = Atoms('Cu2', positions=[[0, 0, 0], [3e4, -7e4, 5e4]], cell=[5, 5, 5], pbc=[True, False, False]); "
+            "a = Atoms('Cu2', positions=[[0, 0, 0], [3e4, -7e4, 5e4]], cell=[0.3, 5, 5], pbc=[True, False, False]); "
             "a.calc = c; print('ready', flush=True); print(a.get_potential_energy(), flush=True)")
     p = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
     try:
