@@ -132,6 +132,7 @@ def _env() -> dict:
     return dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(ROOT))
 
 
+@pytest.mark.slow  # a subprocess: 10-20 s on 2 shared cores; test_stop_and_resume covers the same path fast
 def test_resume_after_kill(case, one_thread):
     d, ref = case
     out = d / "killed.extxyz"
