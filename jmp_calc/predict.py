@@ -60,7 +60,9 @@ class Options:
 
 
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m jmp_calc.predict", description=__doc__.split("\n\n")[0],
+    p = argparse.ArgumentParser(prog="python -m jmp_calc.predict",
+                                description="Evaluate (or relax) every structure of ASE-readable files; write extxyz.",
+                                epilog=__doc__.split("\n\n", 1)[1],
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("inputs", nargs="+", help="ASE-readable structure files (extxyz, cif, traj, POSCAR, ...)")
     p.add_argument("-o", "--output", required=True, help="output extxyz file; failures go to OUTPUT.errors.jsonl")
