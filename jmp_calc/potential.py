@@ -172,9 +172,13 @@ class _Entry:
 def _prepared(model: JMPModel, device: torch.device, dtype: torch.dtype) -> JMPModel:
     """``model`` in eval mode, without parameter gradients, on ``device`` in ``dtype``: the model itself when it
     already is, else a copy (the caller's model is never moved, cast or frozen)."""
+    def index(d: torch.device) -> int:  # "cuda" means the current CUDA device
+        return d.index if d.index is not None else (torch.cuda.current_device() if d.type == "cuda" else 0)
+
     params = list(model.parameters()) + list(model.buffers())
     ready = not model.training and not any(p.requires_grad for p in model.parameters()) and \
-        all(p.device == device and (p.dtype == dtype or not p.is_floating_point()) for p in params)
+        all(p.device.type == device.type and index(p.device) == index(device) and
+            (p.dtype == dtype or not p.is_floating_point()) for p in params)
     if ready:
         return model
     model = copy.deepcopy(model).to(device=device, dtype=dtype).eval()

@@ -122,15 +122,15 @@ def test_nonfinite_results_are_isolated_with_the_batches_of_a_run_without_them(c
 
 
 def test_relax_many_invalid_from_the_start(calc):
-    structs = [_small(i) for i in range(12)]
+    structs = [_small(i) for i in range(8)]
     structs[2] = Atoms("Cu2", positions=[[0, 0, 0], [0, 0, 0.05]])
-    structs[9] = Atoms("Cu2", positions=[[0, 0, 0], [np.inf, 0, 0]])
-    ref_atoms = [a.copy() for i, a in enumerate(structs) if i not in (2, 9)]
-    ref = relax_many(ref_atoms, calc, fmax=0.05, steps=30)
+    structs[6] = Atoms("Cu2", positions=[[0, 0, 0], [np.inf, 0, 0]])
+    ref_atoms = [a.copy() for i, a in enumerate(structs) if i not in (2, 6)]
+    ref = relax_many(ref_atoms, calc, fmax=0.05, steps=20)
     work = [a.copy() for a in structs]
-    out = relax_many(work, calc, fmax=0.05, steps=30, on_error="skip")
-    assert out[2]["index"] == 2 and "closer than" in out[2]["error"] and "NaN or inf" in out[9]["error"]
-    kept = [i for i in range(12) if i not in (2, 9)]
+    out = relax_many(work, calc, fmax=0.05, steps=20, on_error="skip")
+    assert out[2]["index"] == 2 and "closer than" in out[2]["error"] and "NaN or inf" in out[6]["error"]
+    kept = [i for i in range(8) if i not in (2, 6)]
     assert [out[i] for i in kept] == ref
     assert all(np.array_equal(work[i].positions, r.positions) for i, r in zip(kept, ref_atoms))
     with pytest.raises(InputError, match="closer than"):
@@ -187,3 +187,16 @@ def test_phonons_of_a_list_skip_what_cannot_be_done(calc):
     assert np.array_equal(out[2].force_constants, alone.force_constants)
     with pytest.raises(InputError, match="periodic"):
         phonons(molecule("H2O"), calc)
+
+
+def test_a_collapsing_cell_stops_a_cell_relaxation(calc):
+    """relax_many(cell=True) checks each step's volume against the start: under a quarter is a collapse."""
+    from jmp_calc.simulate.relax import evaluate_isolated
+
+    cells = [bulk("Cu", "fcc", a=3.62), bulk("Ag", "fcc", a=4.09)]
+    v0 = [cells[0].get_volume(), 5 * cells[1].get_volume()]  # as if Ag had shrunk to a fifth of its volume
+    errors = {}
+    out = evaluate_isolated(calc.potential, cells, [0, 1], ("energy", "forces", "stress"), True, errors, volumes=v0)
+    assert list(out) == [0] and errors[1].startswith("the cell collapsed: volume")
+    with pytest.raises(InputError, match=r"structure 1 \(Ag\): the cell collapsed"):
+        evaluate_isolated(calc.potential, cells, [0, 1], ("energy", "forces"), False, {}, volumes=v0)
