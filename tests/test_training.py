@@ -167,6 +167,12 @@ def test_finetune_and_load_in_calculator(data, pretrained, tmp_path, scratch):
     cfg = json.loads((out / "model" / "config.json").read_text())
     assert cfg["card"]["trained_from"] == ("scratch" if scratch else f"fine-tuned from {pretrained}")
     assert cfg["card"]["forces"] == {"energy": "conservative"} and cfg["card"]["default_head"] == "energy"
+    # dropout from finetune's own defaults, not the base's edge_dropout 0.1; the chosen values are in the run config
+    assert json.loads((pretrained / "config.json").read_text())["backbone"]["edge_dropout"] == 0.1
+    assert cfg["backbone"]["edge_dropout"] == 0.0 and cfg["backbone"]["dropout"] == 0.0
+    run = json.loads((out / "config.json").read_text())
+    assert run["model"]["overrides"] == {"edge_dropout": 0.0, "dropout": 0.0}
+    assert run["optim"]["ema_decay"] is None and run["optim"]["layer_decay"] is None
     atoms = _frames("bulk", 1, 9)[0]
     ref_e = atoms.get_potential_energy()
     atoms.calc = JMPCalculator(out / "model")

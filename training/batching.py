@@ -21,7 +21,7 @@ from jmp_calc.config import GraphConfig
 from jmp_calc.graph.batch import GraphBatch, collate
 from jmp_calc.graph.structures import Structure, build_graphs
 
-from .data.base import DataError, Sample
+from .data.base import DataError
 
 __all__ = ["TaskData", "MultiTaskDataset", "TrainBatch", "Collater", "TemperatureSampler", "temperature_weights"]
 

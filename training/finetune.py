@@ -10,8 +10,10 @@ BASE: a registry name (``jmp-s``), a released JMP checkpoint (``jmp-s.pt``), or 
 the ``model/`` of a ``training.pretrain`` run). The backbone and atom embeddings come from BASE; new heads are
 made for the targets: ``energy`` (with per-element linear references fitted on TRAIN), ``forces`` (conservative
 = -dE/dx by default, or ``--forces direct``), ``stress`` (conservative only) and any scalar property stored in the
-structures' ``info`` (pooled with ``--pooling sum|mean``). Layer-wise learning rates (JMP's table for 6-block
-backbones, geometric ``--layer-decay`` otherwise), warm-up + cosine + ReduceLROnPlateau, early stopping, EMA.
+structures' ``info`` (pooled with ``--pooling sum|mean``). Defaults (docs/finetune_recipe.md): lr 1e-3 for both
+modes, warm-up over 5 % of the run then cosine to 0.1 lr, ReduceLROnPlateau, gradient clipping, early stopping
+(patience 20 epochs), no EMA, no dropout, no layer decay (``--layer-decay`` for geometric; released JMP checkpoints
+keep JMP's per-block table); the exported model is the best-validation checkpoint.
 ``--from-scratch`` uses random weights for the same architecture, everything else equal: the baseline.
 
 Writes ``DIR/model/`` (model.safetensors + config.json + README.md card; ``JMPCalculator(DIR/"model")``),
@@ -37,6 +39,12 @@ from .config import ConfigError, DatasetConfig, ModelConfig, RunConfig, Sampling
 from .data.base import DataError
 from .module import OptimConfig, TaskSpec, TrainingError
 from .runner import check_output_dir, dataset_stats, describe_weights, fit, head_for, read_labelled
+
+#: fine-tuning defaults for our (mini) models, chosen by measurement: docs/finetune_recipe.md
+DEFAULT_LR = 1e-3  #: both modes, pre-trained and from scratch
+DEFAULT_EPOCHS = 100
+DEFAULT_PATIENCE = 20
+WARMUP_FRACTION = 0.05
 
 FORCE_KEYS = ("out_mlp_F", "seq_forces", "dense_rbf_F", "scale_rbf_F", "out_forces")
 
@@ -115,14 +123,17 @@ def parse(argv=None):
                     help="architecture for --from-scratch without --base")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--batch-size", type=int)
-    ap.add_argument("--lr", type=float)
-    ap.add_argument("--layer-decay", type=float, default=None, help="geometric layer-wise lr decay (default: JMP's "
-                    "table for 6-block backbones, 0.8 otherwise; 1 = off)")
-    ap.add_argument("--warmup-epochs", type=float, default=5)
-    ap.add_argument("--cosine-epochs", type=float, default=32)
+    ap.add_argument("--lr", type=float, help=f"base learning rate (default {DEFAULT_LR:g} for both modes)")
+    ap.add_argument("--layer-decay", type=float, default=None, help="geometric layer-wise lr decay of the "
+                    "pre-trained backbone (default: off; JMP's per-block table for released JMP checkpoints)")
+    ap.add_argument("--warmup-epochs", type=float, default=None, help="linear warm-up (default: 5%% of --epochs)")
+    ap.add_argument("--cosine-epochs", type=float, default=None, help="cosine decay to 0.1 lr over this many epochs "
+                    "(default: --epochs)")
     ap.add_argument("--plateau-patience", type=int)
-    ap.add_argument("--patience", type=int, help="early stopping patience (epochs)")
-    ap.add_argument("--ema", type=float, default=0.99, help="EMA decay (0 = off)")
+    ap.add_argument("--patience", type=int, help=f"early stopping patience in epochs (default {DEFAULT_PATIENCE}; "
+                    "0 = off); the best-validation weights are exported either way")
+    ap.add_argument("--ema", type=float, default=0.0, help="EMA decay of the weights (default 0 = off)")
+    ap.add_argument("--grad-clip", type=float, default=10.0, help="gradient norm clipping (0 = off)")
     ap.add_argument("--energy-weight", type=float)
     ap.add_argument("--force-weight", type=float)
     ap.add_argument("--stress-weight", type=float, default=1.0)
@@ -282,28 +293,35 @@ def build(args):
     steps_per_epoch = max(1, -(-len(train) // bs))
     n_blocks = backbone.num_blocks
     pretrained = base is not None and not args.from_scratch
-    layer_mult = JMP_L = None
-    if pretrained and args.layer_decay is None and n_blocks == 6:
-        from .tasks import JMP_L_LAYERS as JMP_L
+    # released JMP checkpoints (235 M / 44 M parameters) keep JMP's recipe: its per-block table and base rate. Our
+    # mini models: the same rate for both modes and no layer decay (docs/finetune_recipe.md has the measurements)
+    jmp_release = pretrained and base.source.get("format") == "jmp-lightning"
+    layer_mult = None
+    if jmp_release and args.layer_decay is None and n_blocks == 6:
+        from .tasks import JMP_L_LAYERS
 
-        layer_mult = JMP_L
-    decay = None if not pretrained else (args.layer_decay if args.layer_decay is not None else 0.8)
+        layer_mult = JMP_L_LAYERS
+    decay = args.layer_decay if pretrained else None
     if decay == 1 or layer_mult is not None:
         decay = None
-    default_lr = (preset.lr if preset else 5e-6) if (pretrained and base.source.get("format") == "jmp-lightning") \
-        else 1e-3 if not pretrained else 2e-4
+    default_lr = (preset.lr if preset else 5e-6) if jmp_release else DEFAULT_LR
+    epochs = args.epochs or (preset.epochs if preset else DEFAULT_EPOCHS)
+    # warm-up over the first 5 % of the run, then one cosine to 0.1 x lr at its end (unless set)
+    warmup = args.warmup_epochs if args.warmup_epochs is not None else WARMUP_FRACTION * epochs
+    cosine = args.cosine_epochs if args.cosine_epochs is not None else epochs
     optim = OptimConfig(lr=args.lr or default_lr, weight_decay=0.1, betas=(0.9, 0.95),
-                        warmup_steps=int(args.warmup_epochs * steps_per_epoch), warmup_start_factor=0.1,
-                        min_lr_factor=0.1, cosine=True, cosine_steps=int(args.cosine_epochs * steps_per_epoch),
+                        warmup_steps=max(1, int(warmup * steps_per_epoch)), warmup_start_factor=0.1,
+                        min_lr_factor=0.1, cosine=True, cosine_steps=int(cosine * steps_per_epoch),
                         plateau_patience=args.plateau_patience if args.plateau_patience is not None else
                         (preset.plateau_patience if preset else 3), plateau_factor=0.8, layer_decay=decay,
-                        layer_multipliers=layer_mult, grad_clip=10.0, ema_decay=args.ema or None)
-    epochs = args.epochs or (preset.epochs if preset else 100)
+                        layer_multipliers=layer_mult, grad_clip=args.grad_clip or None,
+                        ema_decay=args.ema or None)
     trainer = TrainerConfig(max_epochs=epochs, max_steps=args.max_steps, max_time_minutes=args.max_time,
                             batch_size=bs, num_workers=args.num_workers, devices=args.devices,
                             checkpoint_every_n_steps=args.checkpoint_every,
-                            early_stopping_patience=args.patience if args.patience is not None else
-                            (preset.early_stopping_patience if preset else None),
+                            early_stopping_patience=(args.patience if args.patience is not None else
+                                                     preset.early_stopping_patience if preset else DEFAULT_PATIENCE)
+                            or None,
                             threads=args.threads, progress=not args.no_progress, log_every_n_steps=10)
     name = args.name or Path(args.out).name
     cfg_dict = RunConfig(name=name, out=args.out, datasets=[ds], seed=args.seed,
@@ -318,7 +336,8 @@ def build(args):
         "name": name, "task": preset.description if preset else f"fine-tuned on {args.train}",
         "targets": list(targets), "level_of_theory": args.level_of_theory, "dispersion": bool(args.dispersion),
         "units": {"energy": "eV", "forces": "eV/A", "stress": "eV/A^3"}, "elements": elements,
-        "graph": graph, "forces": {heads[0].name: forces_kind} if "forces" in targets else {}, "default_head": heads[0].name,
+        "graph": graph, "forces": {heads[0].name: forces_kind} if "forces" in targets else {},
+        "default_head": heads[0].name,
         "license": license_, "base_model": None if args.from_scratch else args.base,
         "trained_from": "scratch" if args.from_scratch else f"fine-tuned from {args.base}",
         "n_train": len(train), "n_valid": len(val), "seed": args.seed, "notes": notes,

@@ -187,7 +187,8 @@ class JMPTrainModule(pl.LightningModule):
             hp = torch.tensor(h, device=task.device)[task]
             pred = self._energies(out["energy"], g, hp)
             p_err = torch.where(has_p, pred - torch.nan_to_num(val), zero)
-            loss_s = loss_s + torch.tensor(wp, device=task.device, dtype=zero.dtype)[task] * p_err.abs() / self.e_std[hp]
+            w_p = torch.tensor(wp, device=task.device, dtype=zero.dtype)[task]
+            loss_s = loss_s + w_p * p_err.abs() / self.e_std[hp]
             metrics[p] = (p_err.abs(), has_p)
         loss = loss_s.mean()
         metrics["loss"] = (loss_s.detach(), torch.ones_like(has_e))

@@ -99,7 +99,8 @@ def init_from(base: JMPModel, model: JMPModel, label: str, head_map: dict[str, s
             raise ConfigError(f"model.init_heads: {label} has no head {src_name!r}; its heads are {base.head_names}")
         j = base.head_names.index(src_name) if src_name in base.head_names else None
         keys = [k for k in dst if k.startswith(f"output.out_energy.{i}.")]
-        pairs = {k: f"output.out_energy.{j}." + k[len(f"output.out_energy.{i}."):] for k in keys} if j is not None else {}
+        prefix = f"output.out_energy.{i}."
+        pairs = {k: f"output.out_energy.{j}." + k[len(prefix):] for k in keys} if j is not None else {}
         if pairs and all(v in src and src[v].shape == dst[k].shape for k, v in pairs.items()):
             model.load_state_dict({k: src[v] for k, v in pairs.items()}, strict=False)
             copied.append(name if src_name == name else f"{name} <- {src_name}")
@@ -141,8 +142,8 @@ def main(argv=None) -> int:
         readme = (f"# {cfg.name}\n\nA GemNet-OC backbone pre-trained with `training.pretrain` on "
                   f"{', '.join(d.name for d in cfg.datasets)} (one head each). Use a head zero-shot with "
                   "`JMPCalculator(path, head=NAME)` or fine-tune it with `python -m training.finetune --base`.\n")
-        result = fit(cfg, model, tasks, trains, vals, task_data, resume=args.resume, fit_scales=not cfg.model.init_from, card=card,
-                     readme=readme, property_names=props)
+        result = fit(cfg, model, tasks, trains, vals, task_data, resume=args.resume,
+                     fit_scales=not cfg.model.init_from, card=card, readme=readme, property_names=props)
     except (ConfigError, DataError, TrainingError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -68,7 +68,8 @@ def knn_rank(dst: np.ndarray, dist: np.ndarray, src: np.ndarray, offset: np.ndar
 
 def _symmetrize(e: Edges) -> Edges:
     o = e.offset
-    negative_image = (o[:, 0] < 0) | ((o[:, 0] == 0) & (o[:, 1] < 0)) | ((o[:, 0] == 0) & (o[:, 1] == 0) & (o[:, 2] < 0))
+    negative_image = (o[:, 0] < 0) | ((o[:, 0] == 0) & (o[:, 1] < 0)) | \
+        ((o[:, 0] == 0) & (o[:, 1] == 0) & (o[:, 2] < 0))
     keep = (e.src < e.dst) | ((e.src == e.dst) & negative_image)
     k = e.select(keep)
     both = Edges(np.concatenate([k.src, k.dst]), np.concatenate([k.dst, k.src]),

@@ -43,7 +43,8 @@ class Sample:
         n = len(self.numbers)
         self.positions = np.asarray(self.positions, dtype=np.float64)
         if self.positions.shape != (n, 3):
-            raise DataError(f"{self.source or 'sample'}: positions have shape {self.positions.shape}, expected ({n}, 3)")
+            raise DataError(f"{self.source or 'sample'}: positions have shape {self.positions.shape}, "
+                            f"expected ({n}, 3)")
         self.cell = np.asarray(self.cell, dtype=np.float64).reshape(3, 3)
         self.pbc = np.broadcast_to(np.asarray(self.pbc, dtype=bool), (3,)).copy()
         if self.tags is not None:
