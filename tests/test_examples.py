@@ -19,9 +19,19 @@ def test_demo_runs(tmp_path):
     assert "EMT" in r.stdout
 
 
-def test_md_energy_conservation_example_with_the_shipped_molecule_model(tmp_path):
+def test_md_energy_conservation_example_with_the_default_model(tmp_path):
+    """A few NVE steps of ethanol with the default model: the molecules head, CSV + PNG, energy conserved, quiet."""
     r = subprocess.run([sys.executable, str(ROOT / "examples" / "md_energy_conservation.py"), "--out", str(tmp_path),
-                        "--steps", "20"], capture_output=True, text=True, timeout=300)
+                        "--steps", "10", "--name", "t"], capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stderr[-2000:]
-    assert "jmp-mini-s-ethanol" in r.stdout
-    assert (tmp_path / "md_energy_ethanol.png").stat().st_size > 10_000
+    assert "Warning" not in r.stderr, r.stderr[-2000:]
+    assert "jmp-mini-general" in r.stdout
+    assert (tmp_path / "t.png").stat().st_size > 10_000
+    lines = (tmp_path / "t_ethanol.csv").read_text().splitlines()
+    assert "# steps_done = 10" in lines and "# n_atoms = 9" in lines
+    import numpy as np
+
+    d = np.loadtxt(lines, delimiter=",", comments="#", ndmin=2)
+    assert d[0, 0] == 0 and d[-1, 0] == 5.0  # 10 steps of 0.5 fs, first and last step kept
+    assert np.allclose(d[:, 1], d[:, 2] + d[:, 3])
+    assert abs(d[-1, 1] - d[0, 1]) / 9 < 1e-3, d[:, 1]  # < 1 meV/atom in 5 fs (broken forces give far more)
