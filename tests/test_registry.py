@@ -7,7 +7,6 @@ import subprocess
 import sys
 
 import pytest
-
 from conftest import SMALL_CKPT
 
 from jmp_calc.io import REGISTRY, CheckpointError, ModelEntry, ModelNotAvailableError, load_model, save_model

@@ -6,8 +6,8 @@ from pathlib import Path
 
 from .hub import ModelNotAvailableError, fetch
 from .jmp_checkpoint import JMP_LICENSE, load_jmp_checkpoint
-from .registry import REGISTRY, ModelEntry, list_models
 from .model_dir import load_model_dir, save_model
+from .registry import REGISTRY, ModelEntry, list_models
 from .safe_load import CheckpointError, UnsafeCheckpointError
 
 __all__ = ["load_model", "embedded_models", "DEFAULT_MODEL", "REGISTRY", "ModelEntry", "list_models",

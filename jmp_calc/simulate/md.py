@@ -26,7 +26,7 @@ def run_md(atoms_list, calc, *, steps: int, timestep_fs: float = 1.0, temperatur
     ``pressure_bar``: NPT at ``temperature_K`` and that pressure (ASE ``NPTBerendsen``, thermostat/barostat times
     ``taut_fs``/``taup_fs``; ``compressibility_per_bar`` only sets the barostat's coupling strength; the log then
     also has each replica's ``volume`` in A^3).
-    Velocities come from the atoms (``MaxwellBoltzmannDistribution`` beforehand). ``trajectory``: a path pattern
+    Velocities come from the atoms (ASE's ``thermalize_momenta`` beforehand). ``trajectory``: a path pattern
     with ``{i}`` for the replica index (e.g. ``"md_{i}.traj"``), written every ``interval`` steps.
     Returns per replica the time series of potential, kinetic and total energy (eV).
 
