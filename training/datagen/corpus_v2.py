@@ -8,7 +8,8 @@
 ``--parts`` (not committed):
 * ``mini_ani1x_v2``: 1,400 more QM9 training-split molecules (the 1,400 after the 900 v1 used in the same seeded draw,
   benchmark analogues skipped), GFN2-xTB: 2 rattled + 4 MD frames each (mini_ani1x --clean);
-* ``mini_largemol``: 10-20-heavy-atom CHNO(F) molecules from rdkit's bundled SMILES lists (mini_largemol);
+* ``mini_largemol``, ``mini_largemol_b``: 2 x 600 10-20-heavy-atom CHNO(F) molecules from rdkit's bundled SMILES
+  lists (mini_largemol; the second batch the next 600 of the same seeded draw), 4 rattled conformers + 2 MD frames;
 * ``mini_oc20_s1``: 150 more EMT adsorbate relaxations (mini_oc20 seed 1; seed 0 made v1).
 Then every v2 dataset is assembled from its sources (data/mini v1 files and the parts), split by split, and filtered
 (filters.py): frames with |F| > 20 eV/A dropped; molecules (info smiles) that are downstream benchmark analogues
@@ -47,6 +48,8 @@ PARTS = (
                                          "--md-stride", "5", "--offset", "900", "--clean", "true", "--chunk-size",
                                          "25", "--split-file", "data/mini/qm9_split.json")),
     Part("mini_largemol", "mini_largemol", ("--n", "600", "--seed", "0", "--split-file", "data/mini/qm9_split.json")),
+    Part("mini_largemol_b", "mini_largemol", ("--n", "600", "--seed", "0", "--offset", "600", "--split-file",
+                                              "data/mini/qm9_split.json")),
     Part("mini_oc20_s1", "mini_oc20", ("--n", "150", "--seed", "1", "--max-steps", "50")),
 )
 
@@ -66,8 +69,8 @@ DATASETS = (
                                                                    "training-split molecules"),
     Dataset("mini_t1x", ("v1:mini_t1x",), "Transition-1x (reactions): GFN2-xTB bond-stretch / H-shift / conformer "
                                           "paths"),
-    Dataset("mini_largemol", ("part:mini_largemol",), "larger molecules: GFN2-xTB conformers of 10-20-heavy-atom "
-                                                     "CHNO(F) molecules"),
+    Dataset("mini_largemol", ("part:mini_largemol", "part:mini_largemol_b"),
+            "larger molecules: GFN2-xTB conformers of 10-20-heavy-atom CHNO(F) molecules"),
 )
 
 
