@@ -16,7 +16,7 @@ import math
 import torch
 from torch import nn
 
-from .layers import Dense, he_orthogonal_
+from .layers import Dense, he_orthogonal_, recomputed
 
 __all__ = ["GaussianRBF", "legendre_basis", "legendre_outer_basis", "BasisEmbedding", "Bases"]
 
@@ -48,18 +48,19 @@ class GaussianRBF(nn.Module):
         return self.envelope(x)[:, None] * g
 
 
-def legendre_basis(cos: torch.Tensor, num_spherical: int) -> torch.Tensor:
-    """``sqrt((2l+1)/(4 pi)) P_l(cos)`` for l < num_spherical. (T,) -> (T, num_spherical)."""
+def legendre_basis(cos: torch.Tensor, num_spherical: int, dim: int = -1) -> torch.Tensor:
+    """``sqrt((2l+1)/(4 pi)) P_l(cos)`` for l < num_spherical. (T,) -> (T, num_spherical); any input shape, the
+    degree axis is inserted at ``dim`` (default last)."""
     p = [torch.ones_like(cos)]
     if num_spherical > 1:
         p.append(cos)
     for l in range(2, num_spherical):
         p.append(((2 * l - 1) * cos * p[l - 1] - (l - 1) * p[l - 2]) / l)
     norms = [math.sqrt((2 * l + 1) / (4 * math.pi)) for l in range(num_spherical)]
-    return torch.stack([n * pl for n, pl in zip(norms, p)], dim=1)
+    return torch.stack([n * pl for n, pl in zip(norms, p)], dim=dim)
 
 
-def smooth_dihedral_basis(u: torch.Tensor, w: torch.Tensor, num_spherical: int) -> torch.Tensor:
+def smooth_dihedral_basis(u: torch.Tensor, w: torch.Tensor, num_spherical: int, dim: int = -1) -> torch.Tensor:
     """``sqrt((2l+1)/4pi) P_l(cos phi) (|u||w|)^l`` with phi the angle between ``u`` and ``w`` (Q, 3): by the
     homogeneous Legendre recurrence Q_l = ((2l-1) s Q_{l-1} - (l-1) r^2 Q_{l-2}) / l with s = u.w,
     r^2 = |u|^2 |w|^2, a polynomial in the components, hence smooth where u or w vanish."""
@@ -71,7 +72,7 @@ def smooth_dihedral_basis(u: torch.Tensor, w: torch.Tensor, num_spherical: int) 
     for l in range(2, num_spherical):
         q.append(((2 * l - 1) * s * q[l - 1] - (l - 1) * r2 * q[l - 2]) / l)
     norms = [math.sqrt((2 * l + 1) / (4 * math.pi)) for l in range(num_spherical)]
-    return torch.stack([n * ql for n, ql in zip(norms, q)], dim=1)
+    return torch.stack([n * ql for n, ql in zip(norms, q)], dim=dim)
 
 
 def legendre_outer_basis(cos_cab: torch.Tensor, angle_cabd: torch.Tensor, num_spherical: int) -> torch.Tensor:
@@ -162,15 +163,23 @@ class Bases(nn.Module):
         v_ba = v_q[q.tin_out]
         v_db = v_main[q.tin_in]
         cos_abd = _cos(v_ba, v_db)
-        cross_db = torch.cross(v_db, v_ba, dim=-1)[q.trip_in_to_quad]
+        cross_db = torch.cross(v_db, v_ba, dim=-1)  # (T_in, 3)
         v_ca = v_main[q.tout_out]
         v_ba2 = v_q[q.tout_in]
         cos_cab_q = _cos(v_ca, v_ba2)
-        cross_ca = torch.cross(v_ca, v_ba2, dim=-1)[q.trip_out_to_quad]
-        if self.smooth_dihedral:
-            y_dih = smooth_dihedral_basis(cross_ca, cross_db, ns)
-        else:
-            y_dih = legendre_basis(torch.cos(_angle(cross_ca, cross_db)), ns)
+        cross_ca = torch.cross(v_ca, v_ba2, dim=-1)  # (T_out, 3)
+        # the dihedral basis is evaluated directly in the padded layout the aggregation uses, (T_out, ns, K_j):
+        # slot k of output triplet j holds quadruplet pad_j[j, k], whose input triplet is pad_j_in[j, k]. Padding
+        # slots see a zero cross product; their basis values multiply zero inputs in QuadrupletInteraction and get
+        # zero gradients, so they change nothing (and no (Q, 3) / (Q, ns) copies are made)
+        def dihedral(cross_ca, cross_db):
+            w = gather_padded(cross_db, q.pad_j_in)  # (T_out, K_j, 3)
+            u = cross_ca[:, None, :].expand_as(w)
+            if self.smooth_dihedral:
+                return smooth_dihedral_basis(u, w, ns, dim=1)
+            return legendre_basis(torch.cos(_angle(u, w)), ns, dim=1)
+
+        y_dih = recomputed(dihedral, cross_ca, cross_db, size=q.pad_j_in.numel() * 3 * ns)  # (T_out, ns, K_j)
         rbf_q = self.rbf(d_q)
         cir_q = self.mlp_cbf_qint.radial(rbf_q)[q.tin_out]  # (T_in, emb_cbf, ns)
         cir_q = (cir_q @ legendre_basis(cos_abd, ns)[:, :, None]).squeeze(-1)
@@ -181,7 +190,7 @@ class Bases(nn.Module):
             "cir": cir_q,
             "sph": (self.mlp_sbf_qint.radial(rbf_main),  # (E, emb_sbf, ns^2)
                     _padded_sph(legendre_basis(cos_cab_q, ns), q.pad_e),  # (E, ns, K_e)
-                    _padded_sph(y_dih, q.pad_j)),  # (T_out, ns, K_j)
+                    y_dih),  # (T_out, ns, K_j)
         }
 
         # --- atom -> edge: a2ee2a edges b->a feeding main edges c->a

@@ -7,7 +7,28 @@ import math
 import torch
 from torch import nn
 
-__all__ = ["ScaledSiLU", "Dense", "ResidualLayer", "ScaleFactor", "activation", "he_orthogonal_"]
+__all__ = ["ScaledSiLU", "Dense", "ResidualLayer", "ScaleFactor", "activation", "he_orthogonal_", "recomputed",
+           "RECOMPUTE"]
+
+#: recompute the triplet/quadruplet aggregations in the backward pass instead of keeping their padded
+#: intermediates (the bulk of the memory of -dE/dx; see :func:`recomputed`). Module-level switch for benchmarks.
+RECOMPUTE = True
+#: padded tensors below this many elements are kept (recomputing costs more time than their memory is worth on
+#: small systems: a 32-atom cell's largest is ~0.9 M elements)
+RECOMPUTE_MIN_ELEMENTS = 2**21
+
+
+def recomputed(fn, *args, size: int = 0):
+    """``fn(*args)``, keeping only ``args`` for the backward pass when a gradient is being recorded and the
+    padded intermediate is large (``size`` elements >= :data:`RECOMPUTE_MIN_ELEMENTS`): activation
+    checkpointing (non-reentrant, so it nests in double backward); the padded (rows, K, C) tensors of GemNet's
+    aggregations are then rebuilt during backward instead of being held from forward to backward."""
+    if RECOMPUTE and size >= RECOMPUTE_MIN_ELEMENTS and torch.is_grad_enabled() and \
+            any(isinstance(a, torch.Tensor) and a.requires_grad for a in args):
+        from torch.utils.checkpoint import checkpoint
+
+        return checkpoint(fn, *args, use_reentrant=False)
+    return fn(*args)
 
 
 class ScaledSiLU(nn.Module):
