@@ -7,6 +7,7 @@ Each generator is resumable (finished chunks / datasets are skipped), so re-runn
 MANIFEST.json lists per file: frames, sha256, bytes, the generator command, reference method and the dataset's
 generation wall time (sum over chunks, seconds, 1 thread at nice 10 on a shared 2-core machine).
 mini-oc22 (GFN1-xTB oxide slabs) is not generated (see data/README.md).
+The pre-training corpus v2 (cleaned + enlarged, data/mini_v2) is made by training.datagen.corpus_v2.
 """
 
 from __future__ import annotations
