@@ -116,12 +116,13 @@ def main(argv=None) -> int:
         ref = cpu.predict_tensors(cpu.batch(cells), ("energy", "forces"), head=cpu.batch_head(cells))
         g = gpu.batch(cells)
         _, _, out32 = timed(gpu, g, settings, False)
-        msg = (f"\n{label}: GPU fp32 vs CPU fp32 relative error energy {rel_err(out32['energy'].cpu(), ref['energy']):.1e}"
-               f", forces {rel_err(out32['forces'].cpu(), ref['forces']):.1e}")
+        e32, f32 = out32["energy"].cpu(), out32["forces"].cpu()
+        msg = (f"\n{label}: GPU fp32 vs CPU fp32 relative error energy {rel_err(e32, ref['energy']):.1e}"
+               f", forces {rel_err(f32, ref['forces']):.1e}")
         try:
             _, _, out16 = timed(gpu, g, settings, True)
-            msg += (f"; bf16 autocast vs fp32: energy {rel_err(out16['energy'].float().cpu(), out32['energy'].cpu()):.1e}"
-                    f", forces {rel_err(out16['forces'].float().cpu(), out32['forces'].cpu()):.1e}")
+            msg += (f"; bf16 autocast vs fp32: energy {rel_err(out16['energy'].float().cpu(), e32):.1e}"
+                    f", forces {rel_err(out16['forces'].float().cpu(), f32):.1e}")
             bf16_ok = True
         except Exception as exc:  # noqa: BLE001 - reported, the fp32 rows still run
             msg += f"; bf16 autocast failed: {type(exc).__name__}: {str(exc).splitlines()[0][:200]}"

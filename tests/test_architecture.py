@@ -133,7 +133,8 @@ def test_recomputed_aggregations_equal_kept(basis, monkeypatch):
         ((f ** 2).sum() + (s ** 2).sum() + e).backward()
         grads = torch.cat([p.grad.flatten() for p in model.parameters() if p.grad is not None])
         runs.append([t.detach().numpy() for t in (e, f, s, grads)])
-    assert len(calls) == model.config.num_blocks * 4 + 1  # recompute run only: 3 triplet + 1 quadruplet per block, the dihedral
+    # the recompute run only: 3 triplet and 1 quadruplet aggregation per block, and the dihedral basis
+    assert len(calls) == model.config.num_blocks * 4 + 1
     for kept, recomputed in zip(*runs):
         assert np.abs(kept).max() > 0
         np.testing.assert_allclose(recomputed, kept, rtol=1e-12, atol=1e-12)
