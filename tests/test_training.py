@@ -260,7 +260,7 @@ def test_pretrain_init_from_a_base_then_ship_with_head_rules(data, pretrained, t
     energy MLPs of the mapped heads copied); training.ship merges the card, measures each head, routes by rules."""
     from jmp_calc import JMPCalculator
     from jmp_calc.io import load_model_dir
-    from jmp_calc.routing import RoutedPotential
+    from jmp_calc.routing import HeadRules
     from training.pretrain import main
 
     cfg = tmp_path / "gen.yaml"
@@ -279,7 +279,7 @@ def test_pretrain_init_from_a_base_then_ship_with_head_rules(data, pretrained, t
     assert main([str(cfg), f"out={out}"]) == 0
     model = load_model_dir(out / "model")
     assert model.head_names == ["metals", "molecules"] and not model.config.direct_forces
-    assert model.card["trained_from"].startswith(str(pretrained))
+    assert model.card.trained_from.startswith(str(pretrained))
     # two steps at lr 1e-4 move the weights a little; a fresh init would be far away
     b, m = base.state_dict(), model.state_dict()
     k = "backbone.int_blocks.0.atom_update.layers.0.linear.weight"
@@ -296,7 +296,7 @@ def test_pretrain_init_from_a_base_then_ship_with_head_rules(data, pretrained, t
     assert set(shipped["test_metrics"]["metals"]) >= {"energy", "forces", "stress"}
     assert "| metals |" in (tmp_path / "shipped" / "README.md").read_text()
     calc = JMPCalculator(tmp_path / "shipped")  # no head= needed: the card routes
-    assert isinstance(calc.potential, RoutedPotential)
+    assert isinstance(calc.potential.selector, HeadRules)
     assert calc.potential.route(molecule("CH4")) == "molecules" and calc.potential.route(bulk("Cu")) == "metals"
     bad = _run(["-m", "training.ship", str(out / "model"), str(tmp_path / "nope"), "--card", str(card),
                 "--test", "oc20=x.xyz"], timeout=120)

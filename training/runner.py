@@ -298,7 +298,7 @@ def fit(cfg: RunConfig, model: JMPModel, tasks, train_sets, val_sets, task_data:
     if ema:
         callbacks.append(ema)
     if t.early_stopping_patience:
-        callbacks.append(EarlyStopping("val_loss", patience=t.early_stopping_patience, mode="min"))
+        callbacks.append(EarlyStopping("val_loss", patience=t.early_stopping_patience, mode="min", strict=False))
     if t.max_time_minutes:
         callbacks.append(ChunkTimer(duration={"minutes": t.max_time_minutes}, interval="step"))
     if t.progress:
