@@ -320,7 +320,8 @@ def fit(cfg: RunConfig, model: JMPModel, tasks, train_sets, val_sets, task_data:
     # starts itself have no RANK variable, so the sampler's shard comes from the trainer
     sampler.num_replicas, sampler.rank = trainer.world_size, trainer.global_rank
     start = time.time()
-    trainer.fit(module, train_dl, val_dl, ckpt_path=str(last) if resume else None)
+    # our own checkpoints hold tensors, numbers and strings only: resume without unpickling code
+    trainer.fit(module, train_dl, val_dl, ckpt_path=str(last) if resume else None, weights_only=True)
     if trainer.interrupted:
         raise KeyboardInterrupt
     exported = load_best_weights(module.model, best_checkpoint(ckpt_dir, callbacks[0]), ema)
