@@ -11,13 +11,8 @@ from __future__ import annotations
 import ast
 from pathlib import Path
 
-import pytest
-
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGES = ("jmp_calc", "training")
-#: the one circle known today; remove it from here when training/pretrain.py and finetune.py stop importing each
-#: other (test_known_training_cycle then fails, as strict xfail, to say so)
-KNOWN_CYCLES = [{"training.pretrain", "training.finetune"}]
 
 
 def _modules() -> dict[str, Path]:
@@ -112,18 +107,13 @@ def test_graph_is_read():
     assert "jmp_calc.graph.geometry" in g["jmp_calc.graph.neighbors"]
     assert "jmp_calc.graph.neighbors" in g["jmp_calc.validate"]  # a lazy import inside a function
     assert "ext:lightning" in g["training.module"]
+    assert "training.base_model" in g["training.pretrain"] and "training.base_model" in g["training.finetune"]
     assert _cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [{"a", "b", "c"}]
 
 
 def test_no_import_cycles():
-    cycles = [c for c in _cycles(_graph()) if c not in KNOWN_CYCLES]
-    assert not cycles, f"import circles: {[sorted(c) for c in cycles]}"
-
-
-@pytest.mark.xfail(strict=True, reason="training.pretrain and training.finetune import each other (issue 13)")
-def test_known_training_cycle():
     cycles = _cycles(_graph())
-    assert not any(c in cycles for c in KNOWN_CYCLES), f"still circular: {KNOWN_CYCLES}"
+    assert not cycles, f"import circles: {[sorted(c) for c in cycles]}"
 
 
 def test_jmp_calc_never_imports_training_or_lightning():

@@ -34,6 +34,7 @@ from jmp_calc.config import ConfigError as ModelConfigError
 from jmp_calc.config import GraphConfig
 from jmp_calc.model import JMPModel
 
+from .base_model import PRESETS, default_graph, load_base, transfer_backbone
 from .batching import TaskData
 from .config import ConfigError, DatasetConfig, ModelConfig, RunConfig, SamplingConfig, TrainerConfig, apply_overrides
 from .data.base import DataError
@@ -45,50 +46,6 @@ DEFAULT_LR = 3e-3  #: both modes, pre-trained and from scratch (better than 1e-3
 DEFAULT_EPOCHS = 100
 DEFAULT_PATIENCE = 20
 WARMUP_FRACTION = 0.05
-
-FORCE_KEYS = ("out_mlp_F", "seq_forces", "dense_rbf_F", "scale_rbf_F", "out_forces")
-
-
-def load_base(base: str):
-    from jmp_calc.io import CheckpointError, ModelNotAvailableError, load_model
-
-    try:
-        return load_model(base)
-    except (CheckpointError, ModelNotAvailableError, FileNotFoundError) as exc:
-        raise ConfigError(f"--base {base}: {exc}") from None
-
-
-def transfer_backbone(base: JMPModel, model: JMPModel) -> tuple[int, list[str]]:
-    """Copy embedding + backbone weights (and fitted scale factors) of ``base`` into ``model``; returns the number
-    of tensors copied and the backbone tensors left at their initial values (only the direct-force branch may be
-    missing, when the base had none)."""
-    src, dst = base.state_dict(), model.state_dict()
-    copy, fresh = {}, []
-    for k, v in dst.items():
-        if not k.startswith(("embedding.", "backbone.")):
-            continue
-        if k in src:
-            if src[k].shape != v.shape:
-                raise ConfigError(f"base model tensor {k} has shape {tuple(src[k].shape)}, the new model "
-                                  f"{tuple(v.shape)}: the architectures differ")
-            copy[k] = src[k]
-        elif any(f in k for f in FORCE_KEYS):
-            fresh.append(k)
-        else:
-            raise ConfigError(f"base model lacks {k}: not the same architecture")
-    model.load_state_dict(copy, strict=False)
-    return len(copy), fresh
-
-
-def default_graph(base: JMPModel | None, periodic: bool) -> dict:
-    """The graph rule of the base head that matches the data's periodicity (JMP: 12 A/30 periodic, 8 A molecular)."""
-    if base is None:
-        return {"cutoff": 12.0, "max_neighbors": 30}
-    for h in base.heads:
-        if (h.graph.pbc is not False) == periodic:
-            return h.graph.to_dict()
-    return base.heads[0].graph.to_dict()
-
 
 def _split(samples, sizes: tuple[int | None, int | None], seed: int):
     """Seeded train / val / rest split by counts."""
@@ -270,8 +227,6 @@ def build(args):
         if base is not None:
             backbone = dataclasses.replace(base.config, direct_forces=direct, **overrides)
         else:
-            from .pretrain import PRESETS
-
             backbone = PRESETS[args.preset](direct_forces=direct, **overrides)
     except (TypeError, ModelConfigError) as exc:
         raise ConfigError(f"model.overrides: {exc}") from None

@@ -20,13 +20,12 @@ from pathlib import Path
 from jmp_calc import config as jconfig
 from jmp_calc.model import JMPModel
 
+from .base_model import PRESETS, init_from, load_base
 from .batching import TaskData
 from .config import ConfigError, RunConfig, load_config
 from .data.base import DataError
 from .module import TaskSpec, TrainingError
 from .runner import check_output_dir, dataset_stats, describe_weights, fit, head_for, load_split
-
-PRESETS = {"tiny": jconfig.tiny, "jmp_s": jconfig.jmp_s, "jmp_l": jconfig.jmp_l}
 
 
 def build(cfg: RunConfig):
@@ -36,8 +35,6 @@ def build(cfg: RunConfig):
     pl.seed_everything(cfg.seed, verbose=False)  # the model's initial weights are part of the run
     base = None
     if cfg.model.init_from:
-        from .finetune import load_base
-
         base = load_base(cfg.model.init_from)
     elif cfg.model.preset not in PRESETS:
         raise ConfigError(f"model.preset must be one of {sorted(PRESETS)}, got {cfg.model.preset!r}")
@@ -83,31 +80,6 @@ def build(cfg: RunConfig):
     if base is not None:
         print(init_from(base, model, cfg.model.init_from, cfg.model.init_heads), flush=True)
     return model, tasks, task_data, trains, vals, props
-
-
-def init_from(base: JMPModel, model: JMPModel, label: str, head_map: dict[str, str] | None = None) -> str:
-    """Backbone (and scale factors) of ``base`` into ``model``, plus the energy MLP of each head of the same name;
-    returns a one-line summary."""
-    from .finetune import transfer_backbone
-
-    n, fresh = transfer_backbone(base, model)
-    src, dst = base.state_dict(), model.state_dict()
-    copied, new = [], []
-    for i, name in enumerate(model.head_names):
-        src_name = (head_map or {}).get(name, name)
-        if head_map and name in head_map and src_name not in base.head_names:
-            raise ConfigError(f"model.init_heads: {label} has no head {src_name!r}; its heads are {base.head_names}")
-        j = base.head_names.index(src_name) if src_name in base.head_names else None
-        keys = [k for k in dst if k.startswith(f"output.out_energy.{i}.")]
-        prefix = f"output.out_energy.{i}."
-        pairs = {k: f"output.out_energy.{j}." + k[len(prefix):] for k in keys} if j is not None else {}
-        if pairs and all(v in src and src[v].shape == dst[k].shape for k, v in pairs.items()):
-            model.load_state_dict({k: src[v] for k, v in pairs.items()}, strict=False)
-            copied.append(name if src_name == name else f"{name} <- {src_name}")
-        else:
-            new.append(name)
-    return (f"initialised from {label}: {n} backbone tensors" + (f" ({len(fresh)} force-branch tensors new)" if fresh
-            else "") + f"; heads from the base: {copied or 'none'}; new heads: {new or 'none'}")
 
 
 def main(argv=None) -> int:
