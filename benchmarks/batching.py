@@ -43,7 +43,7 @@ def main():
 
     t_many = median_time(lambda: calc.predict_many(mols), args.reps)
     t_single = median_time(singles, args.reps)
-    print(f"model: {calc.model.card.get('name', args.model)}, {args.threads} threads")
+    print(f"model: {calc.model.card.name or args.model}, {args.threads} threads")
     print(f"64 molecules ({min(len(m) for m in mols)}-{max(len(m) for m in mols)} atoms): predict_many "
           f"{t_many * 1e3:.0f} ms, 64 single calls {t_single * 1e3:.0f} ms -> {t_single / t_many:.1f}x")
 
@@ -52,7 +52,7 @@ def main():
     pot = calc.potential
     t_graph = median_time(lambda: pot.batch([cu]), args.reps)
     t_total = median_time(lambda: pot.predict([cu]), args.reps)
-    print(f"{len(cu)}-atom Cu cell ({pot.graph.cutoff} A graph): graph building {t_graph * 1e3:.0f} ms of "
+    print(f"{len(cu)}-atom Cu cell ({pot.settings_for(cu).graph.cutoff} A graph): graph building {t_graph * 1e3:.0f} ms of "
           f"{t_total * 1e3:.0f} ms per energy+forces call = {100 * t_graph / t_total:.0f} %")
 
 
