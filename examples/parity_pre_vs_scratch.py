@@ -3,7 +3,8 @@
     python examples/parity_pre_vs_scratch.py [--task rmd17-ethanol] [--size s] [--variant e30]
         [--out examples/results/parity_rmd17-ethanol_e30.png]
 
-Needs the two runs of ``python -m training.mini_jmp finetune`` (runs/mini-finetune/TASK__SIZE__MODE[-VARIANT]__seed0).
+Needs the two runs of ``python -m experiments.mini_jmp.driver finetune``
+(runs/mini-finetune/TASK__SIZE__MODE[-VARIANT]__seed0).
 Plots the task's reported target (forces for the force-field tasks, the property otherwise).
 """
 
@@ -31,10 +32,10 @@ def main(argv=None) -> int:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from jmp_calc.potential import Potential
+    from experiments.mini_jmp.driver import TASKS, run_dir, task_files
     from jmp_calc.io import load_model
+    from jmp_calc.potential import Potential
     from training.data import read_dataset
-    from training.mini_jmp import TASKS, run_dir, task_files
 
     task = TASKS[args.task]
     samples = read_dataset(str(task_files(task)["test"]))
@@ -60,7 +61,8 @@ def main(argv=None) -> int:
         ax.set_ylabel(f"predicted {task.metric}")
     fig.suptitle(f"{args.task} ({args.size.upper()}{', ' + args.variant if args.variant else ''})", fontsize=11)
     fig.tight_layout()
-    out = args.out or ROOT / "examples" / "results" / f"parity_{args.task}{'_' + args.variant if args.variant else ''}.png"
+    suffix = "_" + args.variant if args.variant else ""
+    out = args.out or ROOT / "examples" / "results" / f"parity_{args.task}{suffix}.png"
     out.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(out, dpi=110)
     print(f"wrote {out}")

@@ -1,4 +1,5 @@
-"""Fast checks of the mini-JMP generators (training/datagen) on tiny sizes, and of the committed data/mini manifest."""
+"""Fast checks of the mini-JMP generators (experiments/mini_jmp/datagen) on tiny sizes, and of the committed data/mini
+manifest."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from training.datagen import (
+from experiments.mini_jmp.datagen import (
     common,
     corpus_v2,
     filters,
@@ -86,7 +87,7 @@ def _split_file():
 
 
 def test_ani1x_and_t1x_tiny_use_qm9_train_molecules(tmp_path):
-    from training.datagen.qm9_split import train_ids
+    from experiments.mini_jmp.datagen.qm9_split import train_ids
 
     train = set(train_ids(_split_file()))
     meta = mini_ani1x.generate(tmp_path / "ani", n=3, n_rattle=1, md_steps=2, md_stride=1,
@@ -148,7 +149,7 @@ def test_matbench_tiny(tmp_path):
 def test_committed_manifest_matches_files():
     manifest = MINI / "MANIFEST.json"
     if not manifest.exists():
-        pytest.fail("data/mini/MANIFEST.json missing: run python -m training.datagen.all --out data/mini")
+        pytest.fail("data/mini/MANIFEST.json missing: run python -m experiments.mini_jmp.datagen.all --out data/mini")
     doc = json.loads(manifest.read_text())
     assert doc["files"]
     for entry in doc["files"]:
@@ -250,7 +251,8 @@ def test_corpus_v2_assemble_filters_and_tags_sources(tmp_path):
 def test_committed_corpus_v2_manifest_matches_files():
     manifest = MINI_V2 / "MANIFEST.json"
     if not manifest.exists():
-        pytest.fail("data/mini_v2/MANIFEST.json missing: run python -m training.datagen.corpus_v2 --generate")
+        pytest.fail("data/mini_v2/MANIFEST.json missing: run "
+                    "python -m experiments.mini_jmp.datagen.corpus_v2 --generate")
     doc = json.loads(manifest.read_text())
     assert doc["files"] and doc["total_bytes"] < 40e6
     for entry in doc["files"]:

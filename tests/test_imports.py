@@ -1,5 +1,6 @@
-"""The modules' import graph (read with ast, nothing imported): no import circles in jmp_calc or training, and
-jmp_calc never imports training or lightning.
+"""The modules' import graph (read with ast, nothing imported): no import circles in jmp_calc, training or
+experiments; jmp_calc never imports training or lightning; the installed packages never import experiments (which
+is not installed).
 
 Every import counts, also the ones inside functions (a lazy import hides a circle, it does not remove it). An
 edge goes from a module to the module it names (``from a.b import c``: to ``a.b.c`` when that is a module, else to
@@ -12,7 +13,7 @@ import ast
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-PACKAGES = ("jmp_calc", "training")
+PACKAGES = ("jmp_calc", "training", "experiments")
 
 
 def _modules() -> dict[str, Path]:
@@ -108,6 +109,8 @@ def test_graph_is_read():
     assert "jmp_calc.graph.neighbors" in g["jmp_calc.validate"]  # a lazy import inside a function
     assert "ext:lightning" in g["training.module"]
     assert "training.base_model" in g["training.pretrain"] and "training.base_model" in g["training.finetune"]
+    assert "experiments.mini_jmp.datagen.common" in g["experiments.mini_jmp.datagen.corpus_v2"]
+    assert "training.data.qm9" in g["experiments.mini_jmp.driver"]
     assert _cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [{"a", "b", "c"}]
 
 
@@ -122,3 +125,10 @@ def test_jmp_calc_never_imports_training_or_lightning():
            for name, deps in _graph().items() if name.split(".")[0] == "jmp_calc"}
     bad = {k: v for k, v in bad.items() if v}
     assert not bad, f"jmp_calc modules importing the training stack: {bad}"
+
+
+def test_installed_packages_never_import_experiments():
+    bad = {name: sorted(t for t in deps if t.startswith("experiments"))
+           for name, deps in _graph().items() if name.split(".")[0] in ("jmp_calc", "training")}
+    bad = {k: v for k, v in bad.items() if v}
+    assert not bad, f"installed modules importing experiments/ (not installed): {bad}"

@@ -5,9 +5,9 @@ import json
 import numpy as np
 from ase.io import write
 
+from experiments.mini_jmp.datagen.emt_surfaces import generate
+from experiments.mini_jmp.quickfit import main
 from jmp_calc import JMPCalculator
-from training.datagen.emt_surfaces import generate
-from training.quickfit import main
 
 
 def test_generate_train_and_load(tmp_path):

@@ -1,6 +1,7 @@
-"""mini-t1x (Transition-1x role): GFN2-xTB energies/forces along bond-breaking and reaction-like paths of small organics.
+"""mini-t1x (Transition-1x role): GFN2-xTB energies/forces along bond-breaking and reaction-like paths of small
+organics.
 
-    python -m training.datagen.mini_t1x --out data/mini/mini_t1x --n 400 --seed 0
+    python -m experiments.mini_jmp.datagen.mini_t1x --out data/mini/mini_t1x --n 400 --seed 0
 
 One unit = one QM9 *training-split* molecule and one path of ``--images`` frames, chosen at random:
 * ``stretch`` (50 %): a random bond is scanned from 0.85x to 2.4x its length (the fragment on one side moves

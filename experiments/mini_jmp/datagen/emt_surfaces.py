@@ -5,7 +5,7 @@ Frames (extxyz with energy, forces, stress where periodic in 3D, tags 0/1/2 as i
   Ni, Pd, Pt, Al, bottom layer fixed;
 * rattled and strained bulk supercells of the same metals (for stress and phonons).
 
-    python -m training.datagen.emt_surfaces --out data/emt --n-slabs 120 --n-bulk 300 --seed 0
+    python -m experiments.mini_jmp.datagen.emt_surfaces --out data/emt --n-slabs 120 --n-bulk 300 --seed 0
 
 Deterministic for a seed; writes train/valid/test splits atomically (a crash leaves no partial file).
 """
@@ -81,7 +81,7 @@ def generate(n_slabs: int, n_bulk: int, seed: int, max_steps: int = 25):
         slab.calc = EMT()
         frames = []
         opt = BFGS(slab, logfile=None)
-        opt.attach(lambda: frames.append(_label(slab)), interval=1)
+        opt.attach(lambda frames=frames, slab=slab: frames.append(_label(slab)), interval=1)  # this loop's slab
         opt.run(fmax=0.05, steps=max_steps)
         groups.append(frames)
     for _ in tqdm(range(n_bulk), desc="EMT bulk", unit="frame"):

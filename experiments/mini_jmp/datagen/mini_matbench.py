@@ -1,6 +1,6 @@
 """mini-matbench (MatBench role, downstream): relaxed random fcc EMT alloys with formation energy and bulk modulus.
 
-    python -m training.datagen.mini_matbench --out data/mini/mini_matbench --n 1000 --seed 0
+    python -m experiments.mini_jmp.datagen.mini_matbench --out data/mini/mini_matbench --n 1000 --seed 0
 
 One unit = one structure: a random fcc supercell with 2-16 atoms (primitive or conventional cell repeats), a random
 binary (60 %) or ternary alloy of Al Cu Ag Au Ni Pd Pt (every chosen element present), Vegard lattice constant,

@@ -28,7 +28,7 @@ import numpy as np
 from jmp_calc.io.hub import sha256sum as sha256  # noqa: F401  (sha256 of a file, used by all.py)
 
 SPLITS = ("train", "val", "test")
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 
 
 def unit_rng(seed: int, unit_id: int, stream: int = 0) -> np.random.Generator:
@@ -145,7 +145,7 @@ def xtb_calc(method: str = "GFN2-xTB"):
 
 
 def command_line(module: str, out: Path, **kwargs) -> str:
-    parts = [f"python -m training.datagen.{module}", f"--out {out}"]
+    parts = [f"python -m experiments.mini_jmp.datagen.{module}", f"--out {out}"]
     parts += [f"--{k.replace('_', '-')} {v}" for k, v in kwargs.items()]
     return " ".join(parts)
 
@@ -215,7 +215,8 @@ def run_chunked(out: Path, *, dataset: str, units: list[dict], make_frames: Call
             split_units[split] = len({int(f.info["unit"]) for f in sel})
             if sel:
                 write_extxyz_gz(chunk_dir / f"c{c:05d}.{split}.extxyz.gz", sel)
-        write_json(chunk_dir / f"c{c:05d}.json", {"frames": len(frames), "split_frames": counts, "split_units": split_units,
+        write_json(chunk_dir / f"c{c:05d}.json", {"frames": len(frames), "split_frames": counts,
+                                                 "split_units": split_units,
                                                  "units": len(units[c * chunk_size:(c + 1) * chunk_size]),
                                                  "failed_units": failed, "wall_s": time.perf_counter() - t0})
         frames_total += len(frames)

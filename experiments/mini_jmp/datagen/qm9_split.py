@@ -1,6 +1,6 @@
 """Fixed random split of QM9 (the `qm9pack` wheel, 130,831 molecules) and access to its training molecules.
 
-    python -m training.datagen.qm9_split --out data/mini/qm9_split.json --seed 0
+    python -m experiments.mini_jmp.datagen.qm9_split --out data/mini/qm9_split.json --seed 0
 
 The split is over the molecules' GDB-9 ids (qm9pack column ``Index``, = the number in ``dsgdb9nsd_NNNNNN.xyz``):
 ids sorted ascending, permuted with ``numpy.random.default_rng(seed)``; the first 80 % of the permutation are

@@ -1,6 +1,6 @@
 """mini-rmd17 (rMD17 role, downstream): GFN2-xTB Langevin MD of the eight rMD17 molecules.
 
-    python -m training.datagen.mini_rmd17 --out data/mini/mini_rmd17 --seed 0
+    python -m experiments.mini_jmp.datagen.mini_rmd17 --out data/mini/mini_rmd17 --seed 0
 
 Per molecule (aspirin, ethanol, malonaldehyde (the H-bonded enol, as in MD17), naphthalene, salicylic acid,
 toluene, uracil, benzene): rdkit ETKDG geometry, GFN2-xTB pre-relaxation, Langevin MD at 500 K with a 0.5 fs step

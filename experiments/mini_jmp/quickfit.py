@@ -3,10 +3,11 @@
 This is the small, dependency-free trainer used to make the model shipped inside jmp_calc; the full JMP recipe
 (multi-task pre-training, fine-tuning heads, Lightning, DDP) lives in ``training.pretrain`` / ``training.finetune``.
 
-    python -m training.quickfit --train data/emt/train.extxyz --valid data/emt/valid.extxyz \\
+    python -m experiments.mini_jmp.quickfit --train data/emt/train.extxyz --valid data/emt/valid.extxyz \\
         --test data/emt/test.extxyz --out jmp_calc/models/jmp-mini-emt --max-time 15
 
-Writes a jmp_calc model directory (model.safetensors + config.json + README.md card) and ``metrics.csv``.
+Writes a jmp_calc model directory (model.safetensors + config.json + README.md card) and ``NAME.metrics.csv`` beside
+it (the curve of the shipped model: experiments/mini_jmp/jmp-mini-emt.metrics.csv).
 """
 
 from __future__ import annotations
@@ -199,14 +200,14 @@ def main(argv=None):
         "dispersion": False, "license": "MIT", "training_data": args.description,
         "n_train_frames": len(train.items), "n_valid_frames": len(valid.items),
         "valid_metrics": evaluate(ema, valid, refs_table, head), "epochs": len(rows),
-        "trained_from": "scratch (random init), training.quickfit",
+        "trained_from": "scratch (random init), experiments.mini_jmp.quickfit",
     }
     if args.test:
         test = Data(read_frames(args.test), head, cfg.qint_tags)
         card["test_metrics"] = evaluate(ema, test, refs_table, head)
         card["n_test_frames"] = len(test.items)
     readme = (f"# {args.name}\n\nA small GemNet-OC potential ({sum(p.numel() for p in ema.parameters()):,} "
-              f"parameters, {args.cutoff} A graph) trained from scratch with `training.quickfit` on "
+              f"parameters, {args.cutoff} A graph) trained from scratch with `experiments.mini_jmp.quickfit` on "
               f"{card['training_data']}.\n\nIt is the offline default model of jmp_calc: fine for demos and tests on "
               "metals and small adsorbates; it knows nothing outside EMT's elements and is only as good as EMT.\n\n"
               f"```json\n{json.dumps({k: card[k] for k in card if k.endswith('metrics')}, indent=1)}\n```\n")

@@ -1,6 +1,6 @@
 """mini-ani1x (ANI-1x role): GFN2-xTB energies/forces of non-equilibrium conformers of QM9 *training-split* molecules.
 
-    python -m training.datagen.mini_ani1x --out data/mini/mini_ani1x --n 900 --seed 0
+    python -m experiments.mini_jmp.datagen.mini_ani1x --out data/mini/mini_ani1x --n 900 --seed 0
 
 One unit = one QM9 training molecule (drawn without replacement from the ``train`` ids of the fixed QM9 split, see
 qm9_split.py; val/test molecules are never used), starting from its QM9 (B3LYP) geometry:

@@ -1,6 +1,6 @@
 """mini-md22 (MD22 role, downstream): GFN2-xTB Langevin MD of two MD22 molecules.
 
-    python -m training.datagen.mini_md22 --out data/mini/mini_md22 --seed 0
+    python -m experiments.mini_jmp.datagen.mini_md22 --out data/mini/mini_md22 --seed 0
 
 Ac-Ala3-NHMe (42 atoms) and docosahexaenoic acid (DHA, 56 atoms): rdkit ETKDG geometry, GFN2-xTB pre-relaxation,
 Langevin MD at 500 K with a 1 fs step (friction 0.02 / fs), ``--equil`` steps discarded, a frame every ``--stride``

@@ -1,6 +1,6 @@
 """Pre-training corpus v2 (issue 12): the v1 pre-training sets cleaned, plus new generations, one folder per head.
 
-    nice -n 5 python -m training.datagen.corpus_v2 --generate --parts runs/datagen_v2 --out data/mini_v2
+    nice -n 5 python -m experiments.mini_jmp.datagen.corpus_v2 --generate --parts runs/datagen_v2 --out data/mini_v2
 
 (with OMP_NUM_THREADS=1: one core per job.)
 
@@ -143,7 +143,8 @@ def assemble(out: Path, v1: Path, parts: Path, datasets=DATASETS, split_file: Pa
                        "benchmarks": sorted(bench.references),
                        "qm9": "molecules with a qm9_index must be in the QM9 training split (data/mini/qm9_split.json)",
                        "scf": "frames whose xTB SCF failed were never written (generators drop them)"},
-           "command": "python -m training.datagen.corpus_v2 --generate --parts runs/datagen_v2 --out data/mini_v2",
+           "command": "python -m experiments.mini_jmp.datagen.corpus_v2 --generate --parts runs/datagen_v2 "
+                      "--out data/mini_v2",
            "datasets": {}, "files": []}
     for ds in datasets:
         if only is not None and ds.name not in only:
@@ -207,7 +208,7 @@ def generate_parts(parts: Path, only=None) -> dict[str, float]:
     for part in PARTS:
         if only is not None and part.name not in only:
             continue
-        mod = importlib.import_module(f"training.datagen.{part.module}")
+        mod = importlib.import_module(f".{part.module}", __package__)
         t0 = time.perf_counter()
         mod.main(["--out", str(Path(parts) / part.name), *part.args])
         walls[part.name] = round(time.perf_counter() - t0, 1)

@@ -49,8 +49,8 @@ def sample_trajectory(start, calc, temperature_K, timestep_fs, equil, stride, n_
     frames = []
     for k in range(n_frames):
         dyn.run(stride)
-        frames.append(single_point(work, calc, stress=False, md_time_fs=round((equil + (k + 1) * stride) * timestep_fs, 2),
-                                   **info))
+        t_fs = round((equil + (k + 1) * stride) * timestep_fs, 2)
+        frames.append(single_point(work, calc, stress=False, md_time_fs=t_fs, **info))
     return frames
 
 

@@ -1,13 +1,13 @@
 """Generate every mini-JMP dataset in order and write ``<out>/MANIFEST.json``.
 
-    OMP_NUM_THREADS=1 nice -n 10 python -m training.datagen.all --out data/mini
+    OMP_NUM_THREADS=1 nice -n 10 python -m experiments.mini_jmp.datagen.all --out data/mini
 
 Order: QM9 split, mini-oc20 (EMT), mini-matbench (EMT), mini-t1x, mini-ani1x, mini-rmd17, mini-md22 (GFN2-xTB).
 Each generator is resumable (finished chunks / datasets are skipped), so re-running after an interruption continues.
 MANIFEST.json lists per file: frames, sha256, bytes, the generator command, reference method and the dataset's
 generation wall time (sum over chunks, seconds, 1 thread at nice 10 on a shared 2-core machine).
 mini-oc22 (GFN1-xTB oxide slabs) is not generated (see data/README.md).
-The pre-training corpus v2 (cleaned + enlarged, data/mini_v2) is made by training.datagen.corpus_v2.
+The pre-training corpus v2 (cleaned + enlarged, data/mini_v2) is made by experiments.mini_jmp.datagen.corpus_v2.
 """
 
 from __future__ import annotations
@@ -88,7 +88,7 @@ def main(argv=None):
     out = args.out
     out.mkdir(parents=True, exist_ok=True)
     split_file = out / "qm9_split.json"
-    split_cmd = f"python -m training.datagen.qm9_split --out {split_file} --seed 0"
+    split_cmd = f"python -m experiments.mini_jmp.datagen.qm9_split --out {split_file} --seed 0"
     t0 = time.perf_counter()
     if not split_file.exists():
         qm9_split.main(["--out", str(split_file), "--seed", "0"])
@@ -107,7 +107,8 @@ def main(argv=None):
             metas[name] = json.loads(meta_path.read_text())
     manifest = build_manifest(out, metas, split_cmd, split_wall)
     write_json(out / "MANIFEST.json", manifest)
-    print(f"MANIFEST: {len(manifest['files'])} files, {manifest['total_bytes'] / 1e6:.1f} MB -> {out / 'MANIFEST.json'}")
+    print(f"MANIFEST: {len(manifest['files'])} files, {manifest['total_bytes'] / 1e6:.1f} MB "
+          f"-> {out / 'MANIFEST.json'}")
 
 
 if __name__ == "__main__":

@@ -1,6 +1,6 @@
 """mini-largemol (corpus v2): GFN2-xTB conformers of larger CHNO(F) molecules with 10-20 heavy atoms.
 
-    python -m training.datagen.mini_largemol --out runs/datagen_v2/mini_largemol --n 600 --seed 0
+    python -m experiments.mini_jmp.datagen.mini_largemol --out runs/datagen_v2/mini_largemol --n 600 --seed 0
 
 QM9 stops at 9 heavy atoms; drug-like molecules of 13-20 heavy atoms are what users fine-tune on. The SMILES come
 from the molecule lists bundled with the rdkit wheel (``SOURCES``: the NCI sample ``Data/NCI/first_5K.smi`` and the

@@ -1,11 +1,13 @@
 """Mini-JMP experiment driver: fine-tune pre-trained vs from-scratch on every mini downstream task, and report.
 
-    python -m training.pretrain configs/mini_s.yaml                       # the pre-trained backbones (see configs/)
+    python -m training.pretrain configs/mini_s.yaml              # the pre-trained backbones (see configs/)
     python -m training.pretrain configs/mini_l.yaml
-    python -m training.mini_jmp prepare                                   # task files -> runs/mini-tasks/
-    python -m training.mini_jmp finetune --base runs/jmp-mini-s/model --size s [--tasks ...] [--jobs 2]
-    python -m training.mini_jmp finetune --base runs/jmp-mini-l/model --size l --tasks rmd17-aspirin qm9-gap
-    python -m training.mini_jmp report                                    # examples/results/mini_jmp.md + PNGs
+    python -m experiments.mini_jmp.driver prepare                # task files -> runs/mini-tasks/
+    python -m experiments.mini_jmp.driver finetune --base runs/jmp-mini-s/model --size s [--tasks ...] [--jobs 2]
+    python -m experiments.mini_jmp.driver finetune --base runs/jmp-mini-l/model --size l --tasks rmd17-aspirin qm9-gap
+    python -m experiments.mini_jmp.driver report                 # examples/results/mini_jmp.md + PNGs
+
+Run from the repository root (it reads data/mini and writes runs/ and examples/results/ there).
 
 Every task is fine-tuned twice per model size, once from the pre-trained backbone and once ``--from-scratch`` (same
 architecture, same epochs, same seed, same data; each with ``training.finetune``'s default learning rate for its
@@ -28,7 +30,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 DATA = ROOT / "data" / "mini"
 TASK_DIR = ROOT / "runs" / "mini-tasks"
 RUNS = ROOT / "runs" / "mini-finetune"
@@ -104,7 +106,7 @@ def prepare(out: Path = TASK_DIR) -> None:
 
     for family, names in (("mini_rmd17", RMD17_MOLECULES), ("mini_md22", ("Ac-Ala3-NHMe",))):
         if not (DATA / family / "test.extxyz.gz").exists():
-            print(f"{family}: not generated yet (python -m training.datagen.all --out data/mini), skipped")
+            print(f"{family}: not generated yet (python -m experiments.mini_jmp.datagen.all --out data/mini), skipped")
             continue
         prefix = "rmd17" if family == "mini_rmd17" else "md22"
         if all((out / f"{prefix}-{n}" / "test.extxyz").exists() for n in names):
@@ -119,7 +121,7 @@ def prepare(out: Path = TASK_DIR) -> None:
         print(f"{family}: {', '.join(names)} -> {out}")
     qm9 = out / "qm9"
     if not (qm9 / "test.extxyz").exists():
-        from .data.qm9 import read_qm9
+        from training.data.qm9 import read_qm9
 
         split_ids = json.loads((DATA / "qm9_split.json").read_text())
         allq = read_qm9()
@@ -343,7 +345,8 @@ def report(out: Path = RESULTS) -> None:
         by = {(r["task"], r["size"]): r for r in rows}
         lines += ["", "Scaling, S vs L (test MAE; same tasks, budgets and seed):", "",
                   "| task | S scratch | S pre-trained | L scratch | L pre-trained | L vs S, scratch | "
-                  "L vs S, pre-trained | paper GN-OC-S / JMP-S / GN-OC-L / JMP-L |", "|---|---|---|---|---|---|---|---|"]
+                  "L vs S, pre-trained | paper GN-OC-S / JMP-S / GN-OC-L / JMP-L |",
+                  "|---|---|---|---|---|---|---|---|"]
         for t in both:
             s_, l_ = by[(t, "s")], by[(t, "l")]
             p = PAPER.get(t)
@@ -387,7 +390,7 @@ def report(out: Path = RESULTS) -> None:
 
 
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m training.mini_jmp", description=__doc__,
+    ap = argparse.ArgumentParser(prog="python -m experiments.mini_jmp.driver", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = ap.add_subparsers(dest="cmd", required=True)
     sub.add_parser("prepare")

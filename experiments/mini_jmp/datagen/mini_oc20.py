@@ -1,13 +1,14 @@
-"""mini-oc20 (OC20 role): EMT relaxation trajectories of small adsorbates on fcc(111)/(100) metal and binary-alloy slabs.
+"""mini-oc20 (OC20 role): EMT relaxation trajectories of small adsorbates on fcc(111)/(100) metal and binary-alloy
+slabs.
 
-    python -m training.datagen.mini_oc20 --out data/mini/mini_oc20 --n 350 --seed 0
+    python -m experiments.mini_jmp.datagen.mini_oc20 --out data/mini/mini_oc20 --n 350 --seed 0
 
 One unit = one adsorbate+slab system relaxed with BFGS (fmax 0.05 eV/A, at most ``--max-steps`` steps); every
 BFGS step is a frame (as in OC20 S2EF). Slabs: Al Cu Ag Au Ni Pd Pt or a random binary alloy of two of them
 (Vegard lattice constant), (2x2) or (3x3) surface cells, 3 or 4 layers, 6-7 A vacuum each side, periodic in x/y only.
 Tags as OC20: 0 = fixed sub-surface atoms (bottom layer(s), FixAtoms), 1 = free slab atoms, 2 = adsorbate.
 Forces are stored unconstrained (fixed atoms keep their EMT forces; read with get_forces(apply_constraint=False)).
-Splits by system: 90 / 5 / 5 %. Extends the logic of training/datagen/emt_surfaces.py.
+Splits by system: 90 / 5 / 5 %. Extends the logic of experiments/mini_jmp/datagen/emt_surfaces.py.
 """
 
 from __future__ import annotations
