@@ -16,10 +16,11 @@ import torch
 from _timing import median_time  # noqa: E402  (benchmarks/ is on sys.path when run as a script)
 
 
-
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--model", default="jmp-mini-emt", help="registry name or path (default: jmp-mini-emt, the model the committed results were measured with)")
+    ap.add_argument("--model", default="jmp-mini-emt",
+                    help="registry name or path (default: jmp-mini-emt, the model the committed results "
+                         "were measured with)")
     ap.add_argument("--head", default=None)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--reps", type=int, default=3)
@@ -52,7 +53,8 @@ def main():
     pot = calc.potential
     t_graph = median_time(lambda: pot.batch([cu]), args.reps)
     t_total = median_time(lambda: pot.predict([cu]), args.reps)
-    print(f"{len(cu)}-atom Cu cell ({pot.settings_for(cu).graph.cutoff} A graph): graph building {t_graph * 1e3:.0f} ms of "
+    cutoff = pot.settings_for(cu).graph.cutoff
+    print(f"{len(cu)}-atom Cu cell ({cutoff} A graph): graph building {t_graph * 1e3:.0f} ms of "
           f"{t_total * 1e3:.0f} ms per energy+forces call = {100 * t_graph / t_total:.0f} %")
 
 

@@ -31,13 +31,14 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from _timing import median_time  # noqa: E402  (benchmarks/ is on sys.path when run as a script)
+
 from jmp_calc.config import jmp_s, pretraining_heads  # noqa: E402
 from jmp_calc.graph.batch import collate  # noqa: E402
 from jmp_calc.graph.structures import as_structure, build_graphs  # noqa: E402
 from jmp_calc.io import load_model  # noqa: E402
 from jmp_calc.model import build_pretraining_model  # noqa: E402
 from jmp_calc.potential import Potential  # noqa: E402
-from _timing import median_time  # noqa: E402  (benchmarks/ is on sys.path when run as a script)
 
 
 def structures():

@@ -10,9 +10,8 @@ from __future__ import annotations
 import argparse
 
 import numpy as np
-from ase.build import bulk, fcc111, molecule
 from _timing import median_time  # noqa: E402  (benchmarks/ is on sys.path when run as a script)
-
+from ase.build import bulk, fcc111, molecule
 
 
 def main():

@@ -40,7 +40,9 @@ def structures(kind: str, n: int):
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--model", default="jmp-mini-emt", help="registry name or path (default: jmp-mini-emt, the model the committed results were measured with)")
+    ap.add_argument("--model", default="jmp-mini-emt",
+                    help="registry name or path (default: jmp-mini-emt, the model the committed results "
+                         "were measured with)")
     ap.add_argument("--n", type=int, default=100)
     ap.add_argument("--kind", nargs="+", default=["bulk"], choices=["bulk", "molecules"])
     ap.add_argument("--fmax", type=float, default=0.05)

@@ -27,9 +27,9 @@ def one(n: int, threads: int, model) -> dict:
     import torch
 
     torch.set_num_threads(threads)
+    from _timing import median_time  # noqa: E402  (benchmarks/ is on sys.path when run as a script)
     from ase.build import bulk
 
-    from _timing import median_time  # noqa: E402  (benchmarks/ is on sys.path when run as a script)
     from jmp_calc import JMPCalculator
 
     pot = JMPCalculator(model).potential
@@ -53,7 +53,9 @@ def one(n: int, threads: int, model) -> dict:
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--model", default="jmp-mini-emt", help="registry name or path (default: jmp-mini-emt, the model the committed results were measured with)")
+    ap.add_argument("--model", default="jmp-mini-emt",
+                    help="registry name or path (default: jmp-mini-emt, the model the committed results "
+                         "were measured with)")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--max-atoms", type=int, default=11000)
     ap.add_argument("--one", type=int, help=argparse.SUPPRESS)  # child mode: one supercell size

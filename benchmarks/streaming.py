@@ -65,7 +65,9 @@ def one(n: int, mode: str, threads: int, model) -> dict:
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--model", default="jmp-mini-emt", help="registry name or path (default: jmp-mini-emt, the model the committed results were measured with)")
+    ap.add_argument("--model", default="jmp-mini-emt",
+                    help="registry name or path (default: jmp-mini-emt, the model the committed results "
+                         "were measured with)")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--sizes", type=int, nargs="+", default=[1000, 10000])
     ap.add_argument("--modes", nargs="+", default=["stream", "list"], choices=["stream", "list"])

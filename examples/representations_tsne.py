@@ -66,14 +66,14 @@ def main(argv=None) -> int:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     from sklearn.manifold import TSNE
-    from sklearn.neighbors import KNeighborsClassifier
     from sklearn.model_selection import cross_val_score
+    from sklearn.neighbors import KNeighborsClassifier
 
     from jmp_calc import embed
 
     rng = np.random.default_rng(args.seed)
     feats, labels, names, pre = [], [], [], []
-    for k, (label, rel, is_pre) in enumerate(SETS):
+    for label, rel, is_pre in SETS:
         frames = read_frames(rel, args.per_dataset, rng)
         if not frames:
             print(f"{label}: no data ({rel}), skipped")

@@ -93,7 +93,8 @@ class GemNetOCConfig:
         if self.activation not in ("scaled_silu", "silu"):
             raise ConfigError(f"GemNetOCConfig.activation must be 'scaled_silu' or 'silu', got {self.activation!r}")
         if self.dihedral_basis not in ("legendre", "smooth"):
-            raise ConfigError(f"GemNetOCConfig.dihedral_basis must be 'legendre' or 'smooth', got {self.dihedral_basis!r}")
+            raise ConfigError("GemNetOCConfig.dihedral_basis must be 'legendre' or 'smooth', "
+                              f"got {self.dihedral_basis!r}")
         if self.absolute_rbf_cutoff <= 0:
             raise ConfigError("GemNetOCConfig.absolute_rbf_cutoff must be positive")
         self.qint_tags = [int(t) for t in self.qint_tags]

@@ -52,8 +52,8 @@ def structure_from(npz, name: str, task: str) -> dict:
 def run_all_heads(model, structures: list[dict], tasks: list[str], dtype=torch.float64):
     """Model-unit energies (B, 4), direct forces (N, 3, 4) and -dE/dx (N, 3, 4), each structure's graph built with
     the graph rules of its own task (as JMP's multi-task pre-training does)."""
-    from jmp_calc.graph.structures import build_graphs, as_structure
     from jmp_calc.graph.batch import collate
+    from jmp_calc.graph.structures import as_structure, build_graphs
 
     model = model.to(dtype)
     graphs = []

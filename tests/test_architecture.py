@@ -6,7 +6,6 @@ import json
 
 import pytest
 import torch
-
 from conftest import require_fixtures
 
 from jmp_calc.config import ConfigError, GemNetOCConfig, GraphConfig, HeadConfig, jmp_l, jmp_s, tiny

@@ -267,7 +267,8 @@ def test_cell_much_smaller_than_cutoff(calc):
     """A 1-atom fcc primitive cell (face distances 2.1 A, cutoff 5 A: images up to 3 cells away) equals its
     supercells per atom."""
     prim = bulk("Cu", "fcc", a=3.6)
-    assert min(calc.potential.settings_for(prim).graph.cutoff / h for h in 1 / np.linalg.norm(prim.cell.reciprocal(), axis=1)) > 2
+    cutoff = calc.potential.settings_for(prim).graph.cutoff
+    assert min(cutoff / h for h in 1 / np.linalg.norm(prim.cell.reciprocal(), axis=1)) > 2
     ref = _results(prim, calc, stress=True)
     for sc in (bulk("Cu", "fcc", a=3.6, cubic=True), prim.repeat((3, 3, 3))):
         r = _results(sc, calc, stress=True)

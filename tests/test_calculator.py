@@ -6,7 +6,6 @@ import numpy as np
 import pytest
 from ase import Atoms
 from ase.build import add_adsorbate, fcc111, molecule
-
 from conftest import SMALL_CKPT, TINY_CKPT, require_fixtures
 
 from jmp_calc import JMPCalculator

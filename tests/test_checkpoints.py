@@ -9,7 +9,6 @@ import textwrap
 import numpy as np
 import pytest
 import torch
-
 from conftest import SMALL_CKPT, TINY_CKPT, require_fixtures, run_all_heads
 
 from jmp_calc.io import CheckpointError, UnsafeCheckpointError, load_jmp_checkpoint, load_model, save_model

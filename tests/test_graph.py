@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-
 import numpy as np
 import pytest
 from ase import Atoms
@@ -31,7 +30,8 @@ CASES = {
     "slab_partial_pbc": lambda: fcc111("Pt", (2, 2, 3), vacuum=6.0),  # pbc = T, T, F
     "tiny_cell_many_images": lambda: bulk("Cu", "fcc", a=3.6),  # 1 atom, cell << cutoff
     "molecule": lambda: molecule("CH3CH2OH"),
-    "1d_wire": lambda: Atoms("C2", positions=[[0, 0, 0], [0.7, 0.2, 1.3]], cell=[10, 10, 2.6], pbc=[False, False, True]),
+    "1d_wire": lambda: Atoms("C2", positions=[[0, 0, 0], [0.7, 0.2, 1.3]], cell=[10, 10, 2.6],
+                             pbc=[False, False, True]),
 }
 
 

@@ -2,9 +2,9 @@
 
 Tolerances (relative error ||ours - ref|| / ||ref||): 1e-6 in float64, 1e-4 in float32. The original code's own
 float32 results can be worse than that on ill-conditioned cells (a 3-atom triclinic cell with ~700 neighbours
-within 12 A: the original's float32 is off by 5e-4 (direct forces) to 8e-2 (gradient forces) there, rounding noise of sums over ~700 edges
-per atom); for those our float32 must stay within 5x the original's own float32 error of the float64 reference
-(measured: 0.3x to 2.4x).
+within 12 A: the original's float32 is off by 5e-4 (direct forces) to 8e-2 (gradient forces) there, rounding noise of
+sums over ~700 edges per atom); for those our float32 must stay within 5x the original's own float32 error of the
+float64 reference (measured: 0.3x to 2.4x).
 """
 
 from __future__ import annotations
@@ -12,7 +12,6 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-
 from conftest import HEADS, SMALL_CKPT, TINY_CKPT, rel_err, require_fixtures, run_all_heads, structure_from
 
 from jmp_calc.io import load_model

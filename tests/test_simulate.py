@@ -84,8 +84,8 @@ def test_phonons_gamma_acoustic_modes_vanish(calc):
 
 @pytest.mark.slow
 def test_md_replicas_equal_single_runs_and_conserve_energy(calc):
-    from ase.md.verlet import VelocityVerlet
     from ase import units
+    from ase.md.verlet import VelocityVerlet
 
     from jmp_calc.simulate import run_md
 

@@ -63,7 +63,7 @@ def test_table(metrics: dict) -> str:
     rows = ["| head | test set | structures | energy MAE (meV/atom) | force MAE (meV/A) | stress MAE (meV/A^3) |",
             "|---|---|---|---|---|---|"]
     for head, m in metrics.items():
-        def f(k):
+        def f(k, m=m):
             return f"{m[k]['mae'] * 1000:.1f}" if k in m else "-"
         rows.append(f"| {head} | `{m['file']}` | {m['n_structures']} | {f('energy_per_atom')} | {f('forces')} | "
                     f"{f('stress')} |")

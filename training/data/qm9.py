@@ -93,7 +93,7 @@ class _Qm9Getter:
 def qm9_split(seed: int = 0, n: int = QM9_SIZE, fractions: tuple[float, float] = (0.8, 0.1)) -> dict[str, np.ndarray]:
     """This project's fixed random QM9 split, as positions in :func:`read_qm9`'s order (ascending QM9 index):
     ``perm = np.random.default_rng(seed).permutation(n)``; train = ``perm[:int(0.8 n)]``, val the next
-    ``int(0.1 n)``, test the rest (104,664 / 13,083 / 13,084). It is the split of ``training.datagen.qm9_split``
+    ``int(0.1 n)``, test the rest (104,664 / 13,083 / 13,084). It is the split of ``experiments.mini_jmp.datagen.qm9_split``
     (same recipe over the sorted ids), whose test molecules the mini pre-training sets exclude: fine-tune with the
     same seed. :func:`jmp_qm9_split` gives the paper's split instead."""
     perm = np.random.default_rng(seed).permutation(n)
