@@ -64,11 +64,9 @@ def random_structure(rng: np.random.Generator, k: int, elements: list[int], max_
         if n > 1:
             pos[1] = pos[0] + rng.normal(size=3) / np.sqrt(3) * rng.choice([0.0, 1e-6, 1e-3, 0.05, 0.09, 0.12])
     elif placement == "far-apart":
-        # open finding (docs/bad_inputs.md): with mixed periodicity, atoms spread over 1e5 A make the neighbour
-        # search take 6-20 CPU s (a 1 A / 0.3 A period) to minutes (25 atoms); tested on its own in
-        # test_far_apart_atoms_in_a_periodic_wire (xfail)
-        mixed = 0 < sum(pbc) < 3
-        spread = float(rng.choice([50.0, 1e3] if mixed else [50.0, 1e3, 1e5]))
+        # a finding (docs/bad_inputs.md): with mixed periodicity, atoms spread over 1e5 A made the neighbour search
+        # take 6-20 CPU s (a 1 A / 0.3 A period) to minutes (25 atoms); test_far_apart_atoms_in_a_periodic_wire
+        spread = float(rng.choice([50.0, 1e3, 1e5]))
         pos = rng.uniform(-1, 1, size=(n, 3)) * spread
         placement += f" ({spread:g} A)"
     else:  # fractional coordinates of the cell (outside it when the cell is tiny or flat), slightly off
@@ -174,26 +172,57 @@ def test_fuzz_large_structures(calc, elements):
     assert counts["ok"] + counts["InputError"] == 21
 
 
-@pytest.mark.slow
-@pytest.mark.xfail(strict=True, reason="open: the neighbour search (jmp_calc/graph/neighbors.py vesin_pairs) grows its "
-                   "radius until vesin's 1e5-cell grid holds the 1e5 A open extent, then loops over thousands of "
-                   "images of the thin periodic direction; see docs/bad_inputs.md")
-def test_far_apart_atoms_in_a_periodic_wire():
-    """Found by the fuzzer: two atoms 1e5 A apart, periodic along x only with a 0.3 A period: 20 CPU s (and
-    minutes with 25 atoms), not a result or an error. Run in a subprocess so that it costs 10 s at most."""
-    import subprocess
-    import sys
+@pytest.mark.parametrize("pbc", [[True, False, False], [False, True, False], [True, True, False]])
+def test_far_apart_atoms_in_a_periodic_wire(calc, pbc):
+    """Found by the fuzzer: Cu atoms 1e5 A apart, periodic along one axis with a 0.3 A period, took 20 CPU s (25
+    atoms with a 0.29 A period: 237 s). Now each far-apart atom is searched on its own (neighbors.open_groups):
+    well under the limit, and the energy is the sum of the isolated parts."""
+    cell = np.diag([0.3, 0.29, 5.0])
+    one = Atoms("Cu", cell=cell, pbc=pbc)
+    kind, alone = _outcome("one atom", _finite_single, one, calc)
+    assert kind == "ok"
+    rng = np.random.default_rng(3)
+    for n in (2, 25):
+        pos = rng.uniform(-1, 1, size=(n, 3)) * 1e5
+        pos[0] = 0.0
+        atoms = Atoms(f"Cu{n}", positions=pos, cell=cell, pbc=pbc)
+        kind, r = _outcome(f"{n} Cu 1e5 A apart, pbc {pbc}", _finite_single, atoms, calc)
+        assert kind == "ok"
+        assert r["energy"] == pytest.approx(n * alone["energy"], rel=1e-5)
+        np.testing.assert_allclose(r["forces"], np.broadcast_to(alone["forces"], (n, 3)), atol=1e-4)
 
-    code = ("from ase import Atoms; from jmp_calc import JMPCalculator; c = JMPCalculator(); "
-            "a = Atoms('Cu2', positions=[[0, 0, 0], [3e4, -7e4, 5e4]], cell=[0.3, 5, 5], pbc=[True, False, False]); "
-            "a.calc = c; print('ready', flush=True); print(a.get_potential_energy(), flush=True)")
-    p = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
-    try:
-        assert p.stdout.readline().strip() == "ready"
-        p.wait(timeout=LIMIT_S)
-    except subprocess.TimeoutExpired:
-        pytest.fail(f"no result or InputError within {LIMIT_S} s")
-    finally:
-        p.kill()
-        p.wait()
-    assert p.returncode == 0
+
+def test_far_apart_groups_neighbours_equal_ase():
+    """Groups of atoms separated along an open direction by more than the cutoff are searched one by one
+    (neighbors.vesin_pairs / open_groups): the pairs, images and distances are ASE's, for gaps just under and just
+    over the cutoff, tilted cells and every mixed periodicity; the half list (validation) has each pair once."""
+    from ase.neighborlist import neighbor_list as ase_neighbor_list
+
+    from jmp_calc.graph.geometry import open_axes
+    from jmp_calc.graph.neighbors import neighbor_list, open_groups, vesin_pairs
+
+    rng = np.random.default_rng(7)
+    q, _ = np.linalg.qr(rng.normal(size=(3, 3)))
+    cutoff = 5.0
+    split = 0
+    for pbc in itertools.product([False, True], repeat=3):
+        if all(pbc):
+            continue
+        cell = (np.diag([2.5, 3.0, 2.0]) + rng.normal(size=(3, 3)) * 0.3) @ q.T
+        axes = open_axes(cell, np.array(pbc))
+        # clusters of 3 atoms; consecutive clusters offset along the first open direction by about the cutoff
+        # (a gap between their nearest atoms of cutoff -0.3 .. +0.3 A) and one 300 A away
+        centers = np.cumsum([0.0, cutoff + 1.2, cutoff + 1.8, 300.0])
+        pos = np.concatenate([c * axes[0] + rng.normal(size=(3, 3)) * 0.4 for c in centers])
+        atoms = Atoms(f"C{len(pos)}", positions=pos, cell=cell, pbc=pbc)
+        split += int(open_groups(pos @ axes.T, cutoff).max()) > 0
+        i, j, shift, d = ase_neighbor_list("ijSd", atoms, cutoff)
+        keep = d > 0.01
+        src, dst, off, dist = neighbor_list(atoms.positions, atoms.cell.array, atoms.pbc, cutoff)
+        assert {(int(s), int(t), *o) for s, t, o in zip(src, dst, off.tolist())} == \
+            {(int(s), int(t), *o) for s, t, o in zip(j[keep], i[keep], shift[keep].tolist())}, pbc
+        np.testing.assert_allclose(np.sort(dist), np.sort(d[keep]), atol=1e-9)
+        hi, hj, hd = vesin_pairs(pos, cell, pbc, cutoff, full_list=False, quantities="ijd")
+        assert len(hd) * 2 == len(d) and np.all(hi <= hj), pbc
+        np.testing.assert_allclose(np.sort(np.concatenate([hd, hd])), np.sort(d), atol=1e-9)
+    assert split == 7  # every case went through the group-by-group search

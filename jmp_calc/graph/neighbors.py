@@ -13,7 +13,7 @@ import numpy as np
 
 from .geometry import cell_heights, open_axes
 
-__all__ = ["neighbor_list", "vesin_pairs", "MIN_DISTANCE"]
+__all__ = ["neighbor_list", "vesin_pairs", "open_groups", "MIN_DISTANCE"]
 
 #: pairs closer than this (Angstrom) are dropped, as in JMP's graph code (d^2 <= 1e-4): it removes an atom's own
 #: image and coincident atoms, which would otherwise give 0/0 unit vectors.
@@ -41,6 +41,31 @@ def _grid_collapses(heights: np.ndarray, radius: float) -> bool:
     return False
 
 
+def open_groups(projections: np.ndarray, cutoff: float) -> np.ndarray:
+    """Group labels (0..G-1, int64) of atoms such that no two atoms of different groups are within ``cutoff``.
+
+    ``projections`` (n, k): the atoms' coordinates along the k open directions (orthogonal to the periodic cell
+    vectors, so no periodic image changes them). Wherever the sorted coordinates along one open direction leave a
+    gap wider than ``cutoff``, every pair across the gap is farther apart than that, images included; groups are
+    split at such gaps along each direction in turn until none splits further.
+    """
+    n = len(projections)
+    labels = np.zeros(n, dtype=np.int64)
+    n_groups = 1 if n else 0
+    while n > 1:
+        for a in range(projections.shape[1]):
+            order = np.lexsort((projections[:, a], labels))
+            x, group = projections[order, a], labels[order]
+            starts = np.ones(n, dtype=bool)
+            starts[1:] = (group[1:] != group[:-1]) | (np.diff(x) > cutoff)
+            labels = np.empty(n, dtype=np.int64)
+            labels[order] = np.cumsum(starts) - 1
+        if int(labels.max()) + 1 == n_groups:
+            break
+        n_groups = int(labels.max()) + 1
+    return labels
+
+
 def vesin_pairs(positions: np.ndarray, cell: np.ndarray, pbc, cutoff: float, *, full_list: bool,
                 quantities: str) -> tuple:
     """``vesin.NeighborList(cutoff, full_list).compute(...)``, always with all three directions periodic.
@@ -50,14 +75,43 @@ def vesin_pairs(positions: np.ndarray, cell: np.ndarray, pbc, cutoff: float, *, 
     there: the same pairs and distances as an open direction. This avoids vesin's mixed-periodicity search, whose
     cost grows with the square of the open extent (0.5 A pairs of a slab with an atom 1000 A above: 35 s), and
     its collapsed cell grid (SIGFPE, see :data:`_VESIN_MAX_CELLS`): the open vectors are lengthened, or else the
-    search radius is grown and pairs beyond ``cutoff`` dropped. ``quantities`` must contain ``d``.
-    """
-    from vesin import NeighborList
+    search radius is grown and pairs beyond ``cutoff`` dropped.
 
+    Atoms separated along an open direction by a gap wider than ``cutoff`` (:func:`open_groups`) are searched
+    group by group: the groups are far apart, so no pair crosses them, and each group's box spans only its own
+    extent. Without this, two atoms 1e5 A apart in a wire with a 0.3 A period needed a ~600 A search radius (to
+    keep vesin's grid under its cap), i.e. thousands of images of the thin period: 10 CPU s per search.
+    ``quantities`` must contain ``d``; ``i`` and ``j`` are indices into ``positions``.
+    """
     pos = np.ascontiguousarray(positions, dtype=np.float64)
     pbc = np.broadcast_to(np.asarray(pbc, dtype=bool), (3,)).copy()
     cell = np.asarray(cell, dtype=np.float64)
-    radius = float(cutoff)
+    if pbc.all() or len(pos) < 2:
+        return _vesin_search(pos, cell, pbc, float(cutoff), full_list, quantities)
+    axes = open_axes(cell, pbc)
+    proj = pos @ axes.T
+    labels = open_groups(proj, float(cutoff))
+    if labels.max() == 0:
+        return _vesin_search(pos, cell, pbc, float(cutoff), full_list, quantities)
+    parts = []
+    for members in np.split(np.argsort(labels, kind="stable"), np.cumsum(np.bincount(labels))[:-1]):
+        if len(members) == 1 and not pbc.any():
+            continue  # an isolated atom of an open structure has no pair
+        # moved along the open directions next to the origin (no image shift changes): a small box for vesin
+        moved = pos[members] - proj[members].min(axis=0) @ axes
+        out = _vesin_search(moved, cell, pbc, float(cutoff), full_list, quantities)
+        parts.append([members[x] if q in "ij" else x for q, x in zip(quantities, out)])
+    if not parts:  # isolated atoms only: vesin's empty arrays, with its dtypes and shapes
+        return _vesin_search(pos[:1], cell, pbc, float(cutoff), full_list, quantities)
+    return tuple(np.concatenate(arrays) for arrays in zip(*parts))
+
+
+def _vesin_search(pos: np.ndarray, cell: np.ndarray, pbc: np.ndarray, cutoff: float, full_list: bool,
+                  quantities: str) -> tuple:
+    """One vesin search with the open directions made periodic (see :func:`vesin_pairs`)."""
+    from vesin import NeighborList
+
+    radius = cutoff
     box = cell.copy()
     heights = cell_heights(cell, pbc)
     if not pbc.all():
