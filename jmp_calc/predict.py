@@ -13,8 +13,9 @@ with the same arguments skips the blocks whose parts exist. At the end the parts
 ``OUT.parts`` is removed.
 
 A structure that fails validation (an :class:`~jmp_calc.errors.InputError`: unknown element, overlapping atoms,
-degenerate cell, ...) or gives a non-finite result is recorded in the sidecar and skipped; the others of its block
-are then evaluated one by one. Output frames keep the input's arrays and info, plus ``input_index`` (0-based over all
+degenerate cell, ...) or gives a non-finite result is recorded in the sidecar (``error``: the reason that
+``predict_many`` / ``relax_many`` give with ``on_error="skip"``) and skipped; the others of its block are evaluated
+as without it. Output frames keep the input's arrays and info, plus ``input_index`` (0-based over all
 inputs) and the results as extxyz ``energy``/``forces``/``stress`` (relaxations: the relaxed structure, with
 ``relax_converged`` and ``relax_steps``).
 
@@ -34,8 +35,6 @@ import shutil
 import sys
 import warnings
 from pathlib import Path
-
-import numpy as np
 
 from .errors import InputError
 
@@ -137,12 +136,7 @@ def _count(inputs) -> int | None:
 
 
 # ---------------------------------------------------------------------------------------------------- evaluating
-def _finite(result: dict) -> bool:
-    return all(np.all(np.isfinite(result[k])) for k in ("energy", "forces", "stress") if k in result)
-
-
-def _error(index: int, source: str, e: Exception | str) -> dict:
-    why = e if isinstance(e, str) else f"{type(e).__name__}: {e}"
+def _error(index: int, source: str, why: str) -> dict:
     return {"index": index, "source": source, "error": why}
 
 
@@ -157,55 +151,31 @@ def _frame(atoms, index: int, result: dict, extra_info: dict | None = None):
 
 
 def _predict_block(calc, block) -> tuple[list, list[dict]]:
-    atoms = [a for _, _, a in block]
-    try:
-        results = calc.predict_many(atoms, batch_size=len(atoms), progress=False)
-    except InputError:  # some structure is invalid: find which, evaluating one at a time
-        results = []
-        for a in atoms:
-            try:
-                results.extend(calc.predict_many([a], progress=False))
-            except InputError as e:
-                results.append(e)
+    """Frames and sidecar records of one block: ``predict_many(on_error="skip")`` isolates each failure."""
+    results = calc.predict_many([a for _, _, a in block], batch_size=len(block), progress=False, on_error="skip")
     frames, errors = [], []
     for (i, source, a), r in zip(block, results):
-        if isinstance(r, Exception):
-            errors.append(_error(i, source, r))
-        elif not _finite(r):
-            errors.append(_error(i, source, "non-finite energy, forces or stress"))
+        if "error" in r:
+            errors.append(_error(i, source, r["error"]))
         else:
             frames.append(_frame(a, i, r))
     return frames, errors
 
 
 def _relax_block(calc, block, opts: Options) -> tuple[list, list[dict]]:
+    """Relaxed frames and sidecar records of one block: ``relax_many(on_error="skip")``, in lock-step; a structure
+    that is or becomes invalid stops there and the others go on."""
     from .simulate import relax_many
 
-    def relax(items):
-        copies = [a.copy() for _, _, a in items]
-        done = relax_many(copies, calc, fmax=opts.fmax, steps=opts.steps, cell=opts.cell,
-                          optimizer=opts.optimizer, progress=False)
-        return list(zip(copies, done))
-
-    try:
-        outcomes = relax(block)
-    except InputError:  # a structure is or becomes invalid: relax each alone from its original
-        outcomes = []
-        for item in block:
-            try:
-                outcomes.extend(relax([item]))
-            except InputError as e:
-                outcomes.append(e)
+    copies = [a.copy() for _, _, a in block]
+    done = relax_many(copies, calc, fmax=opts.fmax, steps=opts.steps, cell=opts.cell, optimizer=opts.optimizer,
+                      progress=False, on_error="skip")
     frames, errors = [], []
-    for (i, source, _), o in zip(block, outcomes):
-        if isinstance(o, Exception):
-            errors.append(_error(i, source, o))
+    for (i, source, _), relaxed, info in zip(block, copies, done):
+        if "error" in info:
+            errors.append(_error(i, source, info["error"]))
             continue
-        relaxed, info = o
         result = {k: v for k, v in relaxed.calc.results.items() if k in ("energy", "forces", "stress")}
-        if not _finite(result):
-            errors.append(_error(i, source, "non-finite energy, forces or stress during the relaxation"))
-            continue
         frames.append(_frame(relaxed, i, result, {"relax_converged": bool(info["converged"]),
                                                  "relax_steps": int(info["steps"])}))
     return frames, errors
