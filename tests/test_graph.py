@@ -226,3 +226,74 @@ def test_geometry_union_covers_every_graph(a2a_cap):
         assert np.array_equal(union[sel], rows), name
         d0, v0 = edge_geometry(b.pos, b.cell, b.batch, es.index, es.offset)
         assert torch.equal(geo[name][0], d0) and torch.equal(geo[name][1], v0), name
+
+
+def _random_edges(rng, n, m, periodic):
+    """``m`` distinct random edges (src, dst, image) on ``n`` atoms, sorted by target (as the graph rules give)."""
+    rows = {(int(rng.integers(n)), int(rng.integers(n)), *(map(int, rng.integers(-1, 2, 3)) if periodic else (0,) * 3))
+            for _ in range(m)}
+    rows = sorted(rows, key=lambda r: r[1])
+    rows = [r for r in rows if not (r[0] == r[1] and r[2:] == (0, 0, 0))]
+    a = np.array(rows, dtype=np.int64).reshape(-1, 5)
+    return a[:, 0].copy(), a[:, 1].copy(), a[:, 2:].copy()
+
+
+def _ref_pad(groups, n_rows, values, sentinel):
+    kmax = max([len(g) for g in groups] + [0])
+    pad = np.full((n_rows, kmax), sentinel, dtype=np.int64)
+    for r, g in enumerate(groups):
+        pad[r, :len(g)] = [values[i] for i in g]
+    return pad
+
+
+def _ref_triplets(i_s, i_d, i_o, o_s, o_d, o_o):
+    inp, out, agg, groups = [], [], [], []
+    for o in range(len(o_s)):
+        mine = [i for i in range(len(i_s)) if i_d[i] == o_d[o] and not (i_s[i] == o_s[o] and
+                                                                        np.array_equal(i_o[i], o_o[o]))]
+        groups.append(list(range(len(inp), len(inp) + len(mine))))
+        inp += mine
+        out += [o] * len(mine)
+        agg += list(range(len(mine)))
+    pad = _ref_pad(groups, len(o_s), np.arange(len(inp)), len(inp))
+    return inp, out, agg, pad, np.append(np.array(inp, dtype=np.int64), len(i_s))[pad]
+
+
+def _ref_quadruplets(m_s, m_d, m_o, q_s, q_d, q_o):
+    tin = [(d, b) for b in range(len(q_s)) for d in range(len(m_s))
+           if m_d[d] == q_s[b] and not (m_s[d] == q_d[b] and not np.any(m_o[d] + q_o[b]))]
+    tout = [(b, c) for c in range(len(m_s)) for b in range(len(q_s))
+            if q_d[b] == m_d[c] and not (q_s[b] == m_s[c] and np.array_equal(q_o[b], m_o[c]))]
+    quads, groups = [], []
+    for j, (b, c) in enumerate(tout):
+        mine = [i for i, (d, b2) in enumerate(tin) if b2 == b and
+                not (m_s[d] == m_s[c] and not np.any(m_o[d] + q_o[b] - m_o[c]))]
+        groups.append(list(range(len(quads), len(quads) + len(mine))))
+        quads += [(i, j) for i in mine]
+    t_in = np.array([i for i, _ in quads], dtype=np.int64)
+    pad_j = _ref_pad(groups, len(tout), np.arange(len(quads)), len(quads))
+    e_groups = [[j for j, (_, c) in enumerate(tout) if c == e] for e in range(len(m_s))]
+    return dict(tin_in=[d for d, _ in tin], tin_out=[b for _, b in tin], tout_in=[b for b, _ in tout],
+                tout_out=[c for _, c in tout], out=[tout[j][1] for _, j in quads], trip_in_to_quad=t_in,
+                trip_out_to_quad=[j for _, j in quads], pad_j=pad_j, pad_j_in=np.append(t_in, len(tin))[pad_j],
+                pad_e=_ref_pad(e_groups, len(m_s), np.arange(len(tout)), len(tout)))
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_index_sets_equal_simple_reference(seed):
+    """The vectorised triplet/quadruplet index sets equal, element by element and in order, a loop-by-loop
+    reference on random graphs (with and without images, isolated atoms, uneven degrees)."""
+    rng = np.random.default_rng(seed)
+    n, periodic = int(rng.integers(3, 9)), bool(seed % 2)
+    m = _random_edges(rng, n, int(rng.integers(5, 40)), periodic)
+    a = _random_edges(rng, n, int(rng.integers(0, 30)), periodic)
+    q = _random_edges(rng, n, int(rng.integers(0, 20)), periodic)
+    for i_e, o_e in ((m, m), (a, m), (m, a)):
+        t = triplets(*i_e, *o_e, n)
+        inp, out, agg, pad, pad_in = _ref_triplets(*i_e, *o_e)
+        assert t.inp.tolist() == inp and t.out.tolist() == out and t.out_agg.tolist() == agg
+        assert t.kmax == pad.shape[1] and np.array_equal(t.pad, pad) and np.array_equal(t.pad_in, pad_in)
+    qd = quadruplets(*m, *q, n)
+    for name, want in _ref_quadruplets(*m, *q).items():
+        got, want = getattr(qd, name), np.asarray(want, dtype=np.int64)
+        assert got.dtype == np.int64 and np.array_equal(got, want), name  # same shape and values

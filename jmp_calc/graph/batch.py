@@ -8,7 +8,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from .indices import Quadruplets, Triplets, inner_index, pad_table, quadruplets, reverse_edges, triplets
+from .indices import Quadruplets, Triplets, group_table, quadruplets, reverse_edges, triplets
 from .rules import Edges, StructureGraphs
 
 __all__ = ["EdgeSet", "GraphBatch", "collate"]
@@ -164,10 +164,9 @@ def collate(structures: list[StructureGraphs], positions: list[np.ndarray], numb
     raw = {}
     for name in ("main", "a2ee2a", "qint", "a2a"):
         src, dst, off = _cat_edges([getattr(s, name) for s in structures], atom_offsets)
-        inner, kmax = inner_index(dst, n_total)
-        pad = pad_table(dst, inner, n_total, kmax, np.arange(len(dst), dtype=np.int64), len(dst))
+        pad = group_table(np.bincount(dst, minlength=n_total), len(dst))  # dst is sorted
         raw[name] = (src, dst, off)
-        sets[name] = EdgeSet(_as_long(np.stack([src, dst])), _as_long(off), kmax, _as_long(pad),
+        sets[name] = EdgeSet(_as_long(np.stack([src, dst])), _as_long(off), pad.shape[1], _as_long(pad),
                              _as_long(np.append(src, n_total)[pad]))
 
     geo_index, geo_offset, geo_maps = geometry_index(raw, n_total)

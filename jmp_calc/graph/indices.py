@@ -16,8 +16,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["Triplets", "Quadruplets", "csr_starts", "ragged_arange", "inner_index", "triplets", "quadruplets",
-           "reverse_edges"]
+__all__ = ["Triplets", "Quadruplets", "csr_starts", "ragged_arange", "inner_index", "group_table", "triplets",
+           "quadruplets", "reverse_edges"]
 
 
 @dataclass
@@ -90,61 +90,88 @@ def inner_index(sorted_idx: np.ndarray, n: int) -> tuple[np.ndarray, int]:
     return inner, int(counts.max()) if len(counts) else 0
 
 
-def _expand(keys: np.ndarray, in_dst: np.ndarray, n_atoms: int):
-    """For each output element with atom ``keys[i]``, every input edge ending at that atom."""
+def group_table(counts: np.ndarray, sentinel: int) -> np.ndarray:
+    """(len(counts), max count) table whose row ``i`` holds the positions of group ``i`` of a group-sorted array
+    (``start_i, start_i + 1, ...``) and ``sentinel`` in the unused slots: :func:`pad_table` of a sorted index with
+    its :func:`inner_index` and ``values = arange``, built by broadcasting instead of a scatter."""
+    kmax = int(counts.max()) if len(counts) else 0
+    slot = np.arange(kmax, dtype=np.int64)
+    table = np.add.outer(np.cumsum(counts) - counts, slot)  # (faster than np.where on the broadcast operands)
+    np.putmask(table, np.less_equal.outer(counts, slot), sentinel)
+    return table
+
+
+def _candidates(starts: np.ndarray, counts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """For rows with candidate ranges ``starts[i] .. starts[i] + counts[i] - 1``: the (rows, max count) table of
+    candidates (unused slots hold 0, a valid index whenever any candidate exists) and its mask of used slots."""
+    kmax = int(counts.max()) if len(counts) else 0
+    slot = np.arange(kmax, dtype=np.int64)
+    used = np.greater.outer(counts, slot)
+    cand = np.add.outer(starts, slot)
+    np.putmask(cand, ~used, 0)
+    return cand, used
+
+
+def _compact(cand: np.ndarray, keep: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The kept candidates in row-major order (rows stay sorted) and the number kept per row."""
+    return cand[keep], np.count_nonzero(keep, axis=1)
+
+
+def _rows(counts: np.ndarray) -> np.ndarray:
+    return np.repeat(np.arange(len(counts), dtype=np.int64), counts)
+
+
+def _pairs(rows_atom: np.ndarray, in_dst: np.ndarray, n_atoms: int) -> tuple[np.ndarray, np.ndarray]:
+    """Candidate table of every input edge ending at the atom of each row (``rows_atom``); see _candidates."""
     starts, counts = csr_starts(in_dst, n_atoms)
-    per_out = counts[keys]
-    out = np.repeat(np.arange(len(keys), dtype=np.int64), per_out)
-    inp = np.repeat(starts[keys], per_out) + ragged_arange(per_out)
-    return inp, out
+    return _candidates(starts[rows_atom], counts[rows_atom])
 
 
 def triplets(in_src, in_dst, in_off, out_src, out_dst, out_off, n_atoms: int) -> Triplets:
     """Input edges b->a (``in_*``, sorted by target) for each output edge c->a; drops b->a == c->a."""
-    inp, out = _expand(out_dst, in_dst, n_atoms)
-    keep = in_src[inp] != out_src[out]
+    cand, keep = _pairs(out_dst, in_dst, n_atoms)
+    same = in_src[cand] == out_src[:, None]
     if in_off.any() or out_off.any():
-        keep |= offset_keys(in_off)[inp] != offset_keys(out_off)[out]
-    inp, out = inp[keep], out[keep]
-    out_agg, kmax = inner_index(out, len(out_dst))
-    pad = pad_table(out, out_agg, len(out_dst), kmax, np.arange(len(out), dtype=np.int64), len(out))
+        same &= offset_keys(in_off)[cand] == offset_keys(out_off)[:, None]
+    inp, per_out = _compact(cand, keep & ~same)
+    out = _rows(per_out)
+    pad = group_table(per_out, len(inp))
     pad_in = np.append(inp, len(in_src))[pad]
-    return Triplets(inp, out, out_agg, kmax, pad, pad_in)
+    return Triplets(inp, out, ragged_arange(per_out), pad.shape[1], pad, pad_in)
 
 
 def quadruplets(main_src, main_dst, main_off, q_src, q_dst, q_off, n_atoms: int) -> Quadruplets:
     periodic = bool(main_off.any() or q_off.any())
     mk, qk = (offset_keys(main_off), offset_keys(q_off)) if periodic else (None, None)
     # input triplets d->b->a: for every qint edge b->a, the main edges d->b (excluding d->b == reverse of b->a)
-    tin_in, tin_out = _expand(q_src, main_dst, n_atoms)
-    keep = main_src[tin_in] != q_dst[tin_out]
+    cand, keep = _pairs(q_src, main_dst, n_atoms)
+    same = main_src[cand] == q_dst[:, None]
     if periodic:
-        keep |= (mk[tin_in] + qk[tin_out]) != 0
-    tin_in, tin_out = tin_in[keep], tin_out[keep]
+        same &= (mk[cand] + qk[:, None]) == 0
+    tin_in, tin_counts = _compact(cand, keep & ~same)
+    tin_out = _rows(tin_counts)
     # output triplets c->a<-b: for every main edge c->a, the qint edges b->a (excluding b->a == c->a)
-    tout_in, tout_out = _expand(main_dst, q_dst, n_atoms)
-    keep = q_src[tout_in] != main_src[tout_out]
+    cand, keep = _pairs(main_dst, q_dst, n_atoms)
+    same = q_src[cand] == main_src[:, None]
     if periodic:
-        keep |= qk[tout_in] != mk[tout_out]
-    tout_in, tout_out = tout_in[keep], tout_out[keep]
-    # join through the shared qint edge b->a (tin_out is sorted by qint edge)
-    tin_starts, tin_counts = csr_starts(tin_out, len(q_src))
-    reps = tin_counts[tout_in]
-    trip_out_to_quad = np.repeat(np.arange(len(tout_out), dtype=np.int64), reps)
-    trip_in_to_quad = np.repeat(tin_starts[tout_in], reps) + ragged_arange(reps)
-    # drop c == d (same atom and same image)
-    d_edge = tin_in[trip_in_to_quad]
-    c_edge = tout_out[trip_out_to_quad]
-    keep = main_src[c_edge] != main_src[d_edge]
+        same &= qk[cand] == mk[:, None]
+    tout_in, tout_counts = _compact(cand, keep & ~same)
+    tout_out = _rows(tout_counts)
+    # join through the shared qint edge b->a: every input triplet of qint edge tout_in[j] (they are consecutive:
+    # tin_out is sorted), minus those with c == d (same atom; same image: the image of d seen from a is
+    # offset(d->b) + offset(b->a), that of c is offset(c->a))
+    tin_starts = np.cumsum(tin_counts) - tin_counts
+    cand, keep = _candidates(tin_starts[tout_in], tin_counts[tout_in])
+    c_src = main_src[tout_out]
+    same = main_src[tin_in][cand] == c_src[:, None]
     if periodic:
-        keep |= (mk[d_edge] + qk[tout_in[trip_out_to_quad]] - mk[c_edge]) != 0
-    trip_in_to_quad, trip_out_to_quad, c_edge = trip_in_to_quad[keep], trip_out_to_quad[keep], c_edge[keep]
-    n_q, n_tout = len(trip_in_to_quad), len(tout_out)
-    inner_j, k_j = inner_index(trip_out_to_quad, n_tout)
-    pad_j = pad_table(trip_out_to_quad, inner_j, n_tout, k_j, np.arange(n_q, dtype=np.int64), n_q)
+        same &= (mk[tin_in] + qk[tin_out])[cand] == mk[tout_out][:, None]
+    trip_in_to_quad, per_tout = _compact(cand, keep & ~same)
+    trip_out_to_quad = _rows(per_tout)
+    c_edge = np.repeat(tout_out, per_tout)
+    pad_j = group_table(per_tout, len(trip_in_to_quad))
     pad_j_in = np.append(trip_in_to_quad, len(tin_in))[pad_j]
-    inner_e, k_e = inner_index(tout_out, len(main_src))
-    pad_e = pad_table(tout_out, inner_e, len(main_src), k_e, np.arange(n_tout, dtype=np.int64), n_tout)
+    pad_e = group_table(np.bincount(tout_out, minlength=len(main_src)), len(tout_out))
     return Quadruplets(tin_in, tin_out, tout_in, tout_out, c_edge, trip_in_to_quad, trip_out_to_quad,
                        pad_j, pad_j_in, pad_e)
 
