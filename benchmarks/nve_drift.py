@@ -36,16 +36,15 @@ def main(argv=None):
     import torch
     from ase import units
     from ase.build import bulk
-    from ase.md.velocitydistribution import MaxwellBoltzmannDistribution, Stationary
 
     from jmp_calc import JMPCalculator
+    from jmp_calc.simulate import set_maxwell_boltzmann_momenta
 
     torch.set_num_threads(args.threads)
     atoms = bulk("Cu", "fcc", a=3.61, cubic=True).repeat((args.repeat,) * 3)
     n = len(atoms)
     rng = np.random.default_rng(args.seed)
-    MaxwellBoltzmannDistribution(atoms, temperature_K=2 * args.temperature, rng=rng)  # half goes to potential
-    Stationary(atoms)
+    set_maxwell_boltzmann_momenta(atoms, 2 * args.temperature, rng)  # half goes to potential; no drift
     pot = JMPCalculator("jmp-mini-emt", dtype=args.dtype).potential  # the model of the committed results
     masses = atoms.get_masses()[:, None]
     dt = args.dt * units.fs

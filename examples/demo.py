@@ -20,18 +20,6 @@ from pathlib import Path
 import numpy as np
 
 
-def thermalize(atoms, temperature_K: float, rng) -> None:
-    """Maxwell-Boltzmann momenta: ASE's ``thermalize_momenta`` (3.29+; ``MaxwellBoltzmannDistribution`` before)."""
-    try:
-        from ase.md.velocitydistribution import thermalize_momenta
-    except ImportError:  # ASE < 3.29
-        from ase.md.velocitydistribution import MaxwellBoltzmannDistribution
-
-        MaxwellBoltzmannDistribution(atoms, temperature_K=temperature_K, rng=rng)
-    else:
-        thermalize_momenta(atoms, temperature_K, rng=rng)
-
-
 def relax(calc, out: Path):
     from ase.build import add_adsorbate, fcc111
     from ase.calculators.emt import EMT
@@ -83,14 +71,14 @@ def relax(calc, out: Path):
 def md(calc, out: Path, steps: int = 300):
     from ase import units
     from ase.build import bulk
-    from ase.md.velocitydistribution import Stationary
     from ase.md.verlet import VelocityVerlet
+
+    from jmp_calc.simulate import set_maxwell_boltzmann_momenta
 
     atoms = bulk("Cu", "fcc", a=3.61, cubic=True).repeat((2, 2, 2))
     atoms.rattle(0.05, seed=1)
     atoms.calc = calc
-    thermalize(atoms, 300, rng=np.random.default_rng(0))
-    Stationary(atoms)
+    set_maxwell_boltzmann_momenta(atoms, 300, np.random.default_rng(0))  # and no drift
     dyn = VelocityVerlet(atoms, timestep=1.0 * units.fs)
     rows = []
     dyn.attach(lambda: rows.append((atoms.get_potential_energy(), atoms.get_kinetic_energy())), interval=1)

@@ -71,18 +71,6 @@ def build(system: str):
     return atoms
 
 
-def thermalize(atoms, temperature_K: float, rng) -> None:
-    """Maxwell-Boltzmann momenta: ASE's ``thermalize_momenta`` (3.29+; ``MaxwellBoltzmannDistribution`` before)."""
-    try:
-        from ase.md.velocitydistribution import thermalize_momenta
-    except ImportError:  # ASE < 3.29
-        from ase.md.velocitydistribution import MaxwellBoltzmannDistribution
-
-        MaxwellBoltzmannDistribution(atoms, temperature_K=temperature_K, rng=rng)
-    else:
-        thermalize_momenta(atoms, temperature_K, rng=rng)
-
-
 def read_csv(path: Path):
     """(meta, data) of a CSV this example wrote; meta holds system, n_atoms, model, dtype, timestep_fs, t0_K."""
     meta = {}
@@ -175,10 +163,10 @@ def main(argv=None):
         return
 
     from ase import units
-    from ase.md.velocitydistribution import Stationary, ZeroRotation
     from ase.md.verlet import VelocityVerlet
 
     from jmp_calc import JMPCalculator
+    from jmp_calc.simulate import set_maxwell_boltzmann_momenta
 
     t_k, dt = DEFAULTS[args.system]
     t_k = args.temperature or t_k
@@ -189,10 +177,7 @@ def main(argv=None):
     atoms.calc = calc
     model = calc.model.card.name or str(args.model)
     n = len(atoms)
-    thermalize(atoms, t_k, np.random.default_rng(args.seed))
-    Stationary(atoms)
-    if not atoms.pbc.any():
-        ZeroRotation(atoms)
+    set_maxwell_boltzmann_momenta(atoms, t_k, np.random.default_rng(args.seed))  # no drift; no rotation if open
     meta = {"system": args.system, "n_atoms": n, "model": model, "dtype": args.dtype, "timestep_fs": f"{dt:g}",
             "t0_K": f"{t_k:g}", "steps_requested": n_steps}
     stride = max(1, int(round(args.sample_fs / dt)))

@@ -7,18 +7,8 @@ import pytest
 from ase.build import add_adsorbate, bulk, fcc100, fcc111, molecule
 from ase.optimize import FIRE
 
-from jmp_calc import JMPCalculator
-from jmp_calc.simulate import phonons, relax_many
-
-
-def _thermalize(atoms, temperature_K, rng):
-    """ASE's thermalize_momenta (3.29+), MaxwellBoltzmannDistribution before it."""
-    from ase.md import velocitydistribution as vd
-
-    if hasattr(vd, "thermalize_momenta"):
-        vd.thermalize_momenta(atoms, temperature_K, rng=rng)
-    else:  # ASE < 3.29
-        vd.MaxwellBoltzmannDistribution(atoms, temperature_K=temperature_K, rng=rng)
+from jmp_calc import InputError, JMPCalculator
+from jmp_calc.simulate import phonons, relax_many, set_maxwell_boltzmann_momenta
 
 
 @pytest.fixture(scope="module")
@@ -93,7 +83,7 @@ def test_md_replicas_equal_single_runs_and_conserve_energy(calc):
     for i in range(2):
         a = bulk("Cu", "fcc", a=3.61, cubic=True).repeat((2, 2, 1))
         a.rattle(0.03, seed=i)
-        _thermalize(a, 300, np.random.default_rng(i))
+        set_maxwell_boltzmann_momenta(a, 300, np.random.default_rng(i))
         reps.append(a)
     singles = [a.copy() for a in reps]
     logs = run_md(reps, calc, steps=20, timestep_fs=1.0)
@@ -120,7 +110,7 @@ def test_npt_volume_responds(calc):
     from jmp_calc.simulate import run_md
 
     squeezed = bulk("Cu", "fcc", a=3.45, cubic=True)  # compressed: positive pressure pushes the cell out
-    _thermalize(squeezed, 300, np.random.default_rng(0))
+    set_maxwell_boltzmann_momenta(squeezed, 300, np.random.default_rng(0))
     v0 = squeezed.get_volume()
     (log,) = run_md([squeezed], calc, steps=30, timestep_fs=2.0, temperature_K=300, pressure_bar=0.0,
                     taup_fs=100.0)
@@ -152,3 +142,29 @@ def test_pymatgen_structure_and_molecule_accepted(calc):
     atoms.calc = calc
     (res,) = calc.potential.predict([mol])
     assert res["energy"] == pytest.approx(atoms.get_potential_energy(), rel=1e-12)
+
+
+def test_maxwell_boltzmann_momenta():
+    """The helper of the examples and benchmarks: ASE's Maxwell-Boltzmann draw for the rng, without total momentum
+    and, for an open structure, without angular momentum; the temperature follows; bad temperatures refused."""
+    from ase import units
+
+    crystal = bulk("Cu", "fcc", a=3.61, cubic=True).repeat((10, 10, 10))  # 4,000 atoms
+    set_maxwell_boltzmann_momenta(crystal, 300, np.random.default_rng(5))
+    m = crystal.get_masses()[:, None]
+    draw = np.random.default_rng(5).standard_normal((len(crystal), 3)) * np.sqrt(m * units.kB * 300)
+    still = draw - m * draw.sum(0) / m.sum()  # Stationary, which keeps the kinetic energy of the draw
+    still *= np.sqrt(((draw**2) / m).sum() / ((still**2) / m).sum())
+    np.testing.assert_allclose(crystal.get_momenta(), still, rtol=1e-12, atol=1e-15)
+    np.testing.assert_allclose(crystal.get_momenta().sum(0), 0, atol=1e-10)
+    assert crystal.get_temperature() == pytest.approx(300, rel=0.03)
+    assert np.abs(crystal.get_angular_momentum()).max() > 1e-3  # periodic: rotation is no conserved quantity
+
+    mol = molecule("C6H6")
+    set_maxwell_boltzmann_momenta(mol, 500, np.random.default_rng(1))
+    np.testing.assert_allclose(mol.get_momenta().sum(0), 0, atol=1e-12)
+    np.testing.assert_allclose(mol.get_angular_momentum(), 0, atol=1e-10)
+    assert mol.get_temperature() > 50
+    for bad in (-1.0, float("nan"), float("inf")):
+        with pytest.raises(InputError, match="temperature_K"):
+            set_maxwell_boltzmann_momenta(mol, bad, np.random.default_rng(0))

@@ -1,7 +1,8 @@
-"""Simulation helpers on batched predictions: lock-step relaxations, MD replicas and phonons."""
+"""Simulation helpers on batched predictions: lock-step relaxations, MD replicas and phonons; initial MD momenta."""
 
 from .md import run_md
+from .momenta import set_maxwell_boltzmann_momenta
 from .phonons import phonons
 from .relax import relax_many
 
-__all__ = ["phonons", "relax_many", "run_md"]
+__all__ = ["phonons", "relax_many", "run_md", "set_maxwell_boltzmann_momenta"]
