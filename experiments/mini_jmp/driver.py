@@ -7,7 +7,10 @@
     python -m experiments.mini_jmp.driver finetune --base runs/jmp-mini-l/model --size l --tasks rmd17-aspirin qm9-gap
     python -m experiments.mini_jmp.driver report                 # examples/results/mini_jmp.md + PNGs
 
-Run from the repository root (it reads data/mini and writes runs/ and examples/results/ there).
+Run from the repository root (it reads data/mini and writes runs/ and examples/results/ there). Issue 12's
+evaluation protocol (3 seeds, 50/200 training frames, equal step budgets, speed-up in steps, a PBE task, a MACE
+baseline) is ``experiments/mini_jmp/protocol.py`` (README.md in this folder); it uses this module's task table and
+``prepare``.
 
 Every task is fine-tuned twice per model size, once from the pre-trained backbone and once ``--from-scratch`` (same
 architecture, same epochs, same seed, same data; each with ``training.finetune``'s default learning rate for its

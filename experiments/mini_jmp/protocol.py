@@ -404,7 +404,10 @@ def plots(s: Settings, runs: list[dict], summary: list[dict]) -> list[Path]:
     a2.set_xlabel("training frames N")
     a2.set_ylabel("test force MAE (meV/A)")
     a2.set_title("force-field tasks: pre-trained (o, solid), scratch (s, dashed), MACE (^, dotted)", fontsize=8)
-    a2.legend(fontsize=6, ncol=2)
+    if a2.get_legend_handles_labels()[0]:
+        a2.legend(fontsize=6, ncol=2)
+    else:
+        a2.text(0.5, 0.5, "no force-field task", ha="center", transform=a2.transAxes)
     fig.tight_layout()
     gain = Path(s.out) / "gain_vs_size.png"
     fig.savefig(gain, dpi=100)
@@ -458,10 +461,13 @@ def main(argv=None) -> int:
                  steps=a.steps, epochs=a.epochs, max_val=a.max_val, max_test=a.max_test, mace=not a.no_mace,
                  threads=a.threads, jobs=a.jobs, pbe_dir=a.pbe_dir)
     if a.cmd == "plan":
-        for j in plan(s):
+        jobs = plan(s)
+        todo = [j for j in jobs if not (j.out / "test_metrics.json").exists()]
+        for j in jobs:
             print(f"{j.task.name} n{j.n} seed{j.seed} {j.mode}: {j.epochs} epochs "
-                  f"({j.epochs * math.ceil(j.n / BATCH)} steps) -> {j.out}"
-                  + (" (done)" if (j.out / "test_metrics.json").exists() else ""))
+                  f"({j.epochs * math.ceil(j.n / BATCH)} steps) -> {j.out}" + ("" if j in todo else " (done)"))
+        print(f"{len(todo)} of {len(jobs)} runs to do, at most "
+              f"{sum(j.epochs * math.ceil(j.n / BATCH) for j in todo):,} optimiser steps in all")
         return 0
     if a.cmd == "run":
         Path(s.out).mkdir(parents=True, exist_ok=True)

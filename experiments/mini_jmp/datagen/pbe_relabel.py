@@ -11,8 +11,9 @@ fine-tuning on these labels tests transfer to a level of theory the backbone nev
 (total DFT energies: the fine-tuning's per-element references absorb the offset). ``info`` keeps the molecule, the
 frame's index in its source split file and its GFN2-xTB energy (``xtb_energy``) for comparison.
 
-Cost: about 25 s per ethanol frame on one loaded core (pyscf 2.14, measured 2026-12-02); the default 300 + 50 + 100
-frames take about 3 CPU-hours. Resumable in chunks of ``--chunk`` frames (``run_chunked``): restart the same command.
+Cost: 28-52 s per ethanol frame on one core of the loaded 2-core machine (pyscf 2.14, 41 s on average over the
+5-frame test of 2026-12-02); the default 300 + 50 + 100 frames take about 4-6 CPU-hours. Resumable in chunks of
+``--chunk`` frames (``run_chunked``): restart the same command.
 Writes ``OUT/{train,val,test}.extxyz.gz`` and ``OUT/meta.json`` (the manifest: parameters, method, source file
 sha256, pyscf version, wall time, frame counts).
 """
