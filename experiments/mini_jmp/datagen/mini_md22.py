@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from .common import MDDataset
 from .molecular_md import generate_md_dataset, md_main
 
 DATASET = "mini-md22"
@@ -24,19 +25,19 @@ MOLECULES = {
     "DHA": "CC/C=C\\C/C=C\\C/C=C\\C/C=C\\C/C=C\\C/C=C\\CCC(=O)O",
 }
 
+SPEC = MDDataset(module="mini_md22", dataset=DATASET, method=METHOD, molecules=MOLECULES,
+                 default_molecules=DEFAULT_MOLECULES, n_train=250, n_test=100, equil=200, timestep_fs=1.0,
+                 cli_n_train=250)
 
-def generate(out: Path, seed: int = 0, n_train: int = 250, n_val: int = 50, n_test: int = 100, stride: int = 5,
-             equil: int = 200, timestep_fs: float = 1.0, temperature_K: float = 500.0, molecules=None,
-             prerelax_steps: int = 300, stop_after_chunks=None, progress: bool = True):
-    return generate_md_dataset(out, module="mini_md22", dataset=DATASET, method=METHOD, molecules=MOLECULES,
-                               only=molecules, seed=seed, n_train=n_train, n_val=n_val, n_test=n_test, stride=stride,
-                               equil=equil, timestep_fs=timestep_fs, temperature_K=temperature_K,
-                               prerelax_steps=prerelax_steps, stop_after_chunks=stop_after_chunks, progress=progress)
+
+def generate(out: Path, seed: int = 0, *args, **kwargs):
+    """The dataset under ``out``; options (positional in this order, or by name) and defaults as
+    :meth:`~experiments.mini_jmp.datagen.common.MDDataset.arguments` of :data:`SPEC`."""
+    return generate_md_dataset(out, seed=seed, **SPEC.arguments(*args, **kwargs))
 
 
 def main(argv=None):
-    return md_main(argv, doc=__doc__, generate=generate, molecules=MOLECULES, default_molecules=DEFAULT_MOLECULES,
-                   n_train=250, n_test=100, equil=200, timestep_fs=1.0)
+    return md_main(argv, doc=__doc__, generate=generate, **SPEC.command_line())
 
 
 if __name__ == "__main__":

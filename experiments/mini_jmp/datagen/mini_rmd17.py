@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from .common import MDDataset
 from .molecular_md import generate_md_dataset, md_main
 
 DATASET = "mini-rmd17"
@@ -31,19 +32,19 @@ MOLECULES = {
     "benzene": "c1ccccc1",
 }
 
+SPEC = MDDataset(module="mini_rmd17", dataset=DATASET, method=METHOD, molecules=MOLECULES,
+                 default_molecules=DEFAULT_MOLECULES, n_train=950, n_test=200, equil=400, timestep_fs=0.5,
+                 cli_n_train=450)
 
-def generate(out: Path, seed: int = 0, n_train: int = 950, n_val: int = 50, n_test: int = 200, stride: int = 5,
-             equil: int = 400, timestep_fs: float = 0.5, temperature_K: float = 500.0, molecules=None,
-             prerelax_steps: int = 300, stop_after_chunks=None, progress: bool = True):
-    return generate_md_dataset(out, module="mini_rmd17", dataset=DATASET, method=METHOD, molecules=MOLECULES,
-                               only=molecules, seed=seed, n_train=n_train, n_val=n_val, n_test=n_test, stride=stride,
-                               equil=equil, timestep_fs=timestep_fs, temperature_K=temperature_K,
-                               prerelax_steps=prerelax_steps, stop_after_chunks=stop_after_chunks, progress=progress)
+
+def generate(out: Path, seed: int = 0, *args, **kwargs):
+    """The dataset under ``out``; options (positional in this order, or by name) and defaults as
+    :meth:`~experiments.mini_jmp.datagen.common.MDDataset.arguments` of :data:`SPEC`."""
+    return generate_md_dataset(out, seed=seed, **SPEC.arguments(*args, **kwargs))
 
 
 def main(argv=None):
-    return md_main(argv, doc=__doc__, generate=generate, molecules=MOLECULES, default_molecules=DEFAULT_MOLECULES,
-                   n_train=450, n_test=200, equil=400, timestep_fs=0.5)
+    return md_main(argv, doc=__doc__, generate=generate, **SPEC.command_line())
 
 
 if __name__ == "__main__":
