@@ -306,6 +306,10 @@ def _speed_cell(sp: list[dict]) -> str:
     return ", ".join("not reached" if x["factor"] is None else f"{x['factor']:.1f}x" for x in sp)
 
 
+#: issue 12's targets (conservative forces, CLI defaults, equal steps), quoted beside the measured averages
+TARGETS = {50: " (target: gain >= 60 %, speed-up >= 10x)", 200: " (target: gain >= 50 %)"}
+
+
 def table(summary: list[dict]) -> list[str]:
     lines = ["| task | N | steps | metric | pre-trained | scratch | MACE | pre - scratch (paired) | gain vs scratch | "
              "gain vs MACE | speed-up (steps, per seed) |", "|---|---|---|---|---|---|---|---|---|---|---|"]
@@ -329,7 +333,7 @@ def table(summary: list[dict]) -> list[str]:
                      f"force-MAE gain over scratch {gain:+.1f} %"
                      + (f"; over MACE {np.mean(mace):+.1f} % ({len(mace)} tasks)" if mace else "")
                      + f"; speed-up reached in {len(reached)} of {total} pairs"
-                     + (f", median {np.median(reached):.1f}x" if reached else ""))
+                     + (f", median {np.median(reached):.1f}x" if reached else "") + TARGETS.get(n, ""))
     prop = [r for r in summary if r["kind"] == "property"]
     for n in sorted({r["n_train"] for r in prop}):
         sel = [r for r in prop if r["n_train"] == n]
@@ -436,12 +440,37 @@ def report(s: Settings) -> int:
     return 0
 
 
+def compare(outs: list[Path], labels: list[str]) -> list[str]:
+    """Test force MAE (the property for property tasks) per mode of several protocol runs side by side, e.g. the
+    S and L backbones: ``compare --out runs/protocol/s-v2 runs/protocol/l-v2 --labels S L``."""
+    results = [json.loads((Path(o) / "protocol_results.json").read_text()) for o in outs]
+    keys = [(r["task"], r["n_train"]) for r in results[0]["summary"]]
+    head = " | ".join(f"{lab} {mode}" for lab in labels for mode in ("scratch", "pre-trained", "gain"))
+    lines = [f"| task | N | metric | {head} |", "|---|---|---|" + "---|" * (3 * len(labels))]
+    for task, n in keys:
+        cells, unit, metric = [], "", ""
+        for res in results:
+            r = next((x for x in res["summary"] if (x["task"], x["n_train"]) == (task, n)), None)
+            if r is None:
+                cells += ["-"] * 3
+                continue
+            metric = "forces" if r["kind"] == "force-field" else r["metric"]
+            e = r["test"][metric]
+            unit = e["unit"]
+            v = e["vs_scratch"]
+            cells += [_ms(v["scratch"]), _ms(v["pretrained"]), _ms(v["gain_pct"]) + " %"]
+        lines.append(f"| {task} | {n} | {metric} ({unit}) | " + " | ".join(cells) + " |")
+    return lines
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(prog="python -m experiments.mini_jmp.protocol", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("cmd", choices=["run", "report", "plan"])
+    ap.add_argument("cmd", choices=["run", "report", "plan", "compare"])
     ap.add_argument("--base", default="jmp-mini-s", help="pre-trained model: registry name or model directory")
-    ap.add_argument("--out", type=Path, required=True, help="protocol directory (runs/, data/, the report)")
+    ap.add_argument("--out", type=Path, nargs="+", required=True,
+                    help="protocol directory (runs/, data/, the report); compare: several")
+    ap.add_argument("--labels", nargs="*", help="compare: a label per --out (default: the directory names)")
     ff = [k for k, t in protocol_tasks().items() if t.kind == "force-field"]
     ap.add_argument("--tasks", nargs="*", default=list(protocol_tasks()), choices=list(protocol_tasks()),
                     help=f"default: all ({', '.join(protocol_tasks())}); force-field tasks: {' '.join(ff)}")
@@ -457,7 +486,13 @@ def main(argv=None) -> int:
     ap.add_argument("--jobs", type=int, default=1, help="runs in parallel")
     ap.add_argument("--pbe-dir", type=Path, default=PBE_DIR, help="the pbe-ethanol task files (datagen.pbe_relabel)")
     a = ap.parse_args(argv)
-    s = Settings(base=a.base, out=a.out, tasks=tuple(a.tasks), sizes=tuple(a.sizes), seeds=tuple(a.seeds),
+    if a.cmd == "compare":
+        lines = compare(a.out, a.labels or [Path(o).name for o in a.out])
+        print("\n".join(lines))
+        return 0
+    if len(a.out) != 1:
+        raise SystemExit(f"{a.cmd}: one --out directory")
+    s = Settings(base=a.base, out=a.out[0], tasks=tuple(a.tasks), sizes=tuple(a.sizes), seeds=tuple(a.seeds),
                  steps=a.steps, epochs=a.epochs, max_val=a.max_val, max_test=a.max_test, mace=not a.no_mace,
                  threads=a.threads, jobs=a.jobs, pbe_dir=a.pbe_dir)
     if a.cmd == "plan":
