@@ -137,3 +137,44 @@ def test_recomputed_aggregations_equal_kept(basis, monkeypatch):
     for kept, recomputed in zip(*runs):
         assert np.abs(kept).max() > 0
         np.testing.assert_allclose(recomputed, kept, rtol=1e-12, atol=1e-12)
+
+
+def test_padded_smooth_dihedral_equals_gathered_formula():
+    """The quadruplets' padded dihedral basis (component planes, one gather per component) equals the plain
+    formula on the gathered (T, K, 3) tensors bit for bit, padding slots (sentinel) included, with gradients."""
+    from jmp_calc.model.bases import gather_padded, smooth_dihedral_basis, smooth_dihedral_padded
+
+    gen = torch.Generator().manual_seed(0)
+    u = torch.randn(9, 3, dtype=torch.float64, generator=gen, requires_grad=True)
+    w = torch.randn(13, 3, dtype=torch.float64, generator=gen, requires_grad=True)
+    pad = torch.randint(0, 14, (9, 5), generator=gen)  # 13 = sentinel (zero row)
+    pad[0] = 13
+    wg = gather_padded(w, pad)
+    ref = smooth_dihedral_basis(u[:, None, :].expand_as(wg), wg, 7, dim=1)
+    got = smooth_dihedral_padded(u, w, pad, 7)
+    assert got.shape == (9, 7, 5) and torch.equal(got, ref)
+    go = torch.randn(ref.shape, dtype=torch.float64, generator=gen)
+    for a, b in zip(torch.autograd.grad(ref, (u, w), go), torch.autograd.grad(got, (u, w), go)):
+        torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-12)
+
+
+def test_scale_factor_multiplier_follows_its_buffer():
+    """ScaleFactor caches its multiplier; the cache must follow in-place changes (fit, load_state_dict), dtype
+    casts, and stay usable by autograd after being built under inference mode (as constants are)."""
+    from jmp_calc.model.layers import ScaleFactor, const
+
+    sf = ScaleFactor()
+    x = torch.full((2,), 3.0)
+    with torch.inference_mode():
+        assert torch.equal(sf(x), x)  # not fitted: identity
+        c = const(0.25, x)
+    sf.scale_factor.fill_(2.0)
+    assert torch.equal(sf(x), 2 * x)
+    sf.load_state_dict({"scale_factor": torch.tensor(0.5)})
+    assert torch.equal(sf(x), 0.5 * x)
+    sf = sf.to(torch.float64)
+    y = sf(x.double())
+    assert y.dtype == torch.float64 and torch.equal(y, 0.5 * x.double())
+    xg = torch.ones(2, requires_grad=True)
+    (g,) = torch.autograd.grad((sf(xg) * c).sum(), xg)  # multiplier and constant built under inference mode
+    assert torch.equal(g, torch.full((2,), 0.125))

@@ -14,7 +14,7 @@ import torch
 from torch import nn
 
 from .bases import EdgeEmbedding, gather_padded
-from .layers import Dense, ResidualLayer, ScaleFactor, recomputed
+from .layers import Dense, ResidualLayer, ScaleFactor, const, recomputed
 from .output import AtomUpdateBlock
 
 __all__ = ["EfficientBilinear", "TripletInteraction", "QuadrupletInteraction", "PairInteraction", "InteractionBlock"]
@@ -123,7 +123,7 @@ def _symmetric_up(up_ca: Dense, up_ac: Dense, x: torch.Tensor, id_swap: torch.Te
     out = up_ca.linear.weight.shape[0]
     y = up_ca.act(x @ torch.cat([up_ca.linear.weight, up_ac.linear.weight]).T)
     y = up_ca.dropout(y)  # same dropout module type for both; identity at inference
-    return (y[:, :out] + y[id_swap, out:]).mul_(_INV_SQRT2)
+    return (y[:, :out] + y[id_swap, out:]).mul_(const(_INV_SQRT2, y))
 
 
 class PairInteraction(nn.Module):
@@ -181,23 +181,23 @@ class InteractionBlock(nn.Module):
         x = x + self.trip_interaction(m, bases["e2e"], g.trip_e2e, id_swap)
         x = x + self.quad_interaction(m, bases["qint"], g.quad, id_swap)
         x = x + self.atom_edge_interaction(h, bases["a2e"], g.trip_a2e, id_swap, expand_idx=a2e.index[0])
-        x = x * (1.0 / 2.0)  # 1/sqrt(number of edge interactions = 4)
+        x = x * const(1.0 / 2.0, x)  # 1/sqrt(number of edge interactions = 4)
         h_e2a = self.edge_atom_interaction(m, bases["e2a"], g.trip_e2a, id_swap,
                                            agg2=a2e.pad)
         h_a2a = self.atom_interaction(h, bases["a2a"], g.a2a)
-        h = (h + h_e2a + h_a2a) * (1.0 / math.sqrt(3.0))
+        h = (h + h_e2a + h_a2a) * const(1.0 / math.sqrt(3.0), h)
 
         for layer in self.layers_before_skip:
             x = layer(x)
-        m = (m + x) * _INV_SQRT2
+        m = (m + x) * const(_INV_SQRT2, m)
         for layer in self.layers_after_skip:
             m = layer(m)
 
         for layer in self.atom_emb_layers:
             h = layer(h)
-        h = (h + self.atom_update(h, m, bases["atom_update"], g.main.index[1])) * _INV_SQRT2
+        h = (h + self.atom_update(h, m, bases["atom_update"], g.main.index[1])) * const(_INV_SQRT2, h)
 
         m2 = self.concat_layer(h, m, g.main.index)
         for layer in self.residual_m:
             m2 = layer(m2)
-        return h, (m + m2) * _INV_SQRT2
+        return h, (m + m2) * const(_INV_SQRT2, m)

@@ -7,7 +7,7 @@ import math
 import torch
 from torch import nn
 
-from .layers import Dense, ResidualLayer, ScaleFactor
+from .layers import Dense, ResidualLayer, ScaleFactor, const
 
 __all__ = ["AtomUpdateBlock", "OutputBlock", "FinalMLP"]
 
@@ -65,7 +65,7 @@ class OutputBlock(AtomUpdateBlock):
         for layer in self.layers:
             x_e = layer(x_e)
         if self.seq_energy2 is not None:
-            x_e = (x_e + h) * (1.0 / math.sqrt(2.0))
+            x_e = (x_e + h) * const(1.0 / math.sqrt(2.0), h)
             for layer in self.seq_energy2:
                 x_e = layer(x_e)
         if not (self.direct_forces and forces):
