@@ -85,11 +85,13 @@ def _batch(structs, graphs):
 
 def test_p0_model_train_and_eval_outputs_identical():
     """Model + graph path: with p = 0 (the fine-tuning default) train mode is eval mode."""
-    from training.batching import Collater, TaskData
+    from training.batching import Collater
+    from training.task import Task
 
     model = _model(0.0).double()
     structs = [_slab(), as_structure(molecule("CH3CH2OH"))]
-    tasks = [TaskData(graph=GRAPH, name="slab"), TaskData(graph=GRAPH, set_tags_to=2, name="mol")]
+    tasks = [Task("slab", GRAPH, head=0, energy=True, forces="direct"),
+             Task("mol", GRAPH, set_tags_to=2, head=0, energy=True, forces="direct")]
     items = [((_sample(s)), i) for i, s in enumerate(structs)]
     train_c = Collater(tasks, model.config.qint_tags, edge_dropout=model.config.edge_dropout, seed=0)
     eval_c = Collater(tasks, model.config.qint_tags)
@@ -115,10 +117,11 @@ def _same(x, y) -> bool:
 
 
 def test_collater_drops_only_keyed_training_items_deterministically():
-    from training.batching import Collater, TaskData
+    from training.batching import Collater
+    from training.task import Task
 
     s = _sample(_slab())
-    tasks = [TaskData(graph=GRAPH, name="slab")]
+    tasks = [Task("slab", GRAPH, head=0, energy=True, forces="direct")]
     train_c = Collater(tasks, [1, 2], edge_dropout=0.1, seed=3)
     ref = Collater(tasks, [1, 2])([(s, 0)]).g
     # eval batches (no key) never drop, even with the training collater
@@ -134,7 +137,8 @@ def test_collater_drops_only_keyed_training_items_deterministically():
 
 
 def test_keyed_sampler_resumes_with_the_same_keys_and_loader_workers_agree():
-    from training.batching import Collater, MultiTaskDataset, TaskData, TemperatureSampler
+    from training.batching import Collater, MultiTaskDataset, TemperatureSampler
+    from training.task import Task
 
     samples = [_sample(as_structure(molecule(m))) for m in ("CH4", "H2O", "NH3", "CH3OH", "C2H6", "HCOOH")]
     ds = MultiTaskDataset([samples])
@@ -146,7 +150,8 @@ def test_keyed_sampler_resumes_with_the_same_keys_and_loader_workers_agree():
     assert list(sampler) == full[4:]  # a resumed epoch: the same indices with the same keys
     assert [i for i, _ in full] == TemperatureSampler(ds.sizes, seed=5, samples_per_epoch=12).epoch_indices(1).tolist()
 
-    collate = Collater([TaskData(graph=GraphConfig(cutoff=4.0, max_neighbors=4, pbc=False), set_tags_to=2)], [1, 2],
+    collate = Collater([Task("mol", GraphConfig(cutoff=4.0, max_neighbors=4, pbc=False), set_tags_to=2, head=0,
+                             energy=True, forces="direct")], [1, 2],
                        edge_dropout=0.2, seed=0)
 
     def edges(workers):

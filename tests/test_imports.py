@@ -108,7 +108,8 @@ def test_graph_is_read():
     assert "jmp_calc.graph.geometry" in g["jmp_calc.graph.neighbors"]
     assert "jmp_calc.graph.neighbors" in g["jmp_calc.validate"]  # a lazy import inside a function
     assert "ext:lightning" in g["training.module"]
-    assert "training.base_model" in g["training.pretrain"] and "training.base_model" in g["training.finetune"]
+    assert "training.base_model" in g["training.build"] and "training.base_model" in g["training.finetune"]
+    assert "training.run" in g["training.pretrain"] and "training.run" in g["training.finetune"]  # one build path
     assert "experiments.mini_jmp.datagen.common" in g["experiments.mini_jmp.datagen.corpus_v2"]
     assert "training.data.qm9" in g["experiments.mini_jmp.driver"]
     assert _cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [{"a", "b", "c"}]

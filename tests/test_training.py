@@ -21,7 +21,7 @@ from ase.calculators.emt import EMT  # noqa: E402
 from ase.io import write  # noqa: E402
 
 from training.batching import TemperatureSampler, temperature_weights  # noqa: E402
-from training.config import ConfigError, RunConfig, load_config  # noqa: E402
+from training.config import ConfigError, DatasetConfig, RunConfig, load_config  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -186,7 +186,7 @@ def test_finetune_and_load_in_calculator(data, pretrained, tmp_path, scratch):
 def test_finetune_transfers_the_backbone(pretrained):
     from jmp_calc.io import load_model_dir
     from jmp_calc.model import JMPModel
-    from training.finetune import transfer_backbone
+    from training.base_model import transfer_backbone
 
     base = load_model_dir(pretrained)
     new = JMPModel(base.config, base.heads[:1])
@@ -246,6 +246,52 @@ def test_bad_runs_fail_early_with_one_line(data, tmp_path):
     assert main(["--task", "qm9-U1", "--data-dir", str(tmp_path), "--base", "jmp-s", "--out", str(out)]) == 2
 
 
+def test_finetune_is_a_run_config_that_pretrain_repeats(data, pretrained, tmp_path):
+    """training.finetune only maps its flags onto a RunConfig: the OUT/config.json it writes, run by
+    training.pretrain, builds the same model from the same data and gives the same learning curve."""
+    from training.finetune import main
+    from training.pretrain import main as pretrain
+
+    out = tmp_path / "ft"
+    assert main(["--base", str(pretrained), "--train", str(data / "bulk.extxyz"), "--valid",
+                 str(data / "bulk_val.extxyz"), "--out", str(out), "--epochs", "2", "--batch-size", "6",
+                 "--no-progress", "--threads", "1", "--max-train", "20"]) == 0
+    cfg = json.loads((out / "config.json").read_text())
+    assert cfg["model"]["init_from"] == str(pretrained) and cfg["model"]["copy_heads"] is False
+    assert cfg["datasets"][0]["max_train"] == 20 and cfg["optim"]["warmup_epochs"] == pytest.approx(0.1)
+    again = tmp_path / "again"
+    assert pretrain([str(out / "config.json"), f"out={again}"]) == 0
+    first, second = _rows(out / "metrics.csv"), _rows(again / "metrics.csv")
+    assert [r["step"] for r in first] == [r["step"] for r in second]
+    for a, b in zip(first, second):
+        for k in ("train/loss", "val/loss", "val/energy/forces"):
+            assert float(a[k]) == pytest.approx(float(b[k]), rel=1e-6), k
+    card = json.loads((again / "model" / "config.json").read_text())["card"]
+    assert card["default_head"] == "energy" and card["trained_from"] == f"fine-tuned from {pretrained}"
+
+
+def test_task_presets_are_dataset_configs(tmp_path):
+    """A --task preset is a DatasetConfig (the one task record) plus run settings; its splits come from the
+    shared split function: rMD17 950 / 50 / rest, MatBench 5 folds."""
+    from training.splits import kfold_indices, split_indices
+    from training.tasks import get_task
+
+    d = get_task("rmd17-aspirin").dataset_config(tmp_path)
+    assert d.train == str(tmp_path / "rmd17/npz_data/rmd17_aspirin.npz") and d.targets == ("energy", "forces")
+    assert (d.train_size, d.val_size, d.forces, d.head_name("energy")) == (950, 50, "conservative", "energy")
+    mb = get_task("matbench-mp_gap").dataset_config(tmp_path, fold=3)
+    assert (mb.kfold, mb.fold, mb.energy, mb.targets, mb.head_name("gap pbe")) == (5, 3, False, ("gap pbe",),
+                                                                                    "gap pbe")
+    tr, va, rest = split_indices(1000, n_val=50, n_train=950, seed=1)
+    assert len(tr) == 950 and len(va) == 50 and not len(rest) and not set(tr) & set(va)
+    folds = [kfold_indices(100, 5, f, 18012019)[1] for f in range(5)]
+    assert sorted(np.concatenate(folds).tolist()) == list(range(100))
+    with pytest.raises(ConfigError, match="cannot split 10 structures into 950 train"):
+        split_indices(10, n_val=50, n_train=950)
+    with pytest.raises(ConfigError, match="forces and stress are derived from the energy head"):
+        DatasetConfig(name="x", energy=False)
+
+
 def test_forty_task_presets():
     from training.tasks import TASKS
 
@@ -279,7 +325,7 @@ def test_pretrain_init_from_a_base_then_ship_with_head_rules(data, pretrained, t
     assert main([str(cfg), f"out={out}"]) == 0
     model = load_model_dir(out / "model")
     assert model.head_names == ["metals", "molecules"] and not model.config.direct_forces
-    assert model.card.trained_from.startswith(str(pretrained))
+    assert model.card.trained_from == f"pre-training continued from {pretrained}"
     # two steps at lr 1e-4 move the weights a little; a fresh init would be far away
     b, m = base.state_dict(), model.state_dict()
     k = "backbone.int_blocks.0.atom_update.layers.0.linear.weight"
@@ -353,8 +399,9 @@ def test_finetune_exports_and_tests_the_best_validation_weights(data, tmp_path, 
 
 
 def test_max_abs_force_drops_unphysical_frames_before_the_statistics(tmp_path):
+    from training.build import dataset_stats
     from training.config import DatasetConfig
-    from training.runner import dataset_stats, load_split
+    from training.splits import load_splits
 
     frames = _frames("bulk", 12, 3)
     for i in (2, 7):  # a failed SCF: one atom with an absurd force (kept finite, so the reader accepts it)
@@ -364,13 +411,14 @@ def test_max_abs_force_drops_unphysical_frames_before_the_statistics(tmp_path):
     logged = []
     d = DatasetConfig(name="bulk", train=str(tmp_path / "t.extxyz"), val=str(tmp_path / "v.extxyz"),
                       max_abs_force=20.0)
-    train, val = load_split(d, 0, log=logged.append)
+    sp = load_splits(d, 0, log=logged.append)
+    train, val = sp.train, sp.val
     assert len(train) == 10 and len(val) == 3
     assert all(np.abs(train[i].forces).max() < 20 for i in range(len(train)))
     assert logged[0].startswith("dataset bulk train: dropped 2 of 12 frames with |F| > 20 eV/A (e.g. ")
     assert f"{tmp_path / 't.extxyz'}:2" in logged[0] and "dropped 1 of 4" in logged[1]
-    raw_train, _ = load_split(DatasetConfig(name="bulk", train=str(tmp_path / "t.extxyz"),
-                                            val=str(tmp_path / "v.extxyz")), 0)
+    raw_train = load_splits(DatasetConfig(name="bulk", train=str(tmp_path / "t.extxyz"),
+                                          val=str(tmp_path / "v.extxyz")), 0).train
     clean, raw = dataset_stats(d, train)["force_rms"], dataset_stats(d, raw_train)["force_rms"]
     assert raw > 20 * clean  # two atoms of 96 dominated the force normalisation
     with pytest.raises(ConfigError, match="max_abs_force must be a positive number"):

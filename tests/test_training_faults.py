@@ -150,9 +150,10 @@ def test_nan_label_fails_at_load_naming_the_frame(data, tmp_path, capsys):
 
 
 def test_missing_forces_fail_naming_the_record(data, tmp_path, capsys):
-    from training.batching import Collater, TaskData
+    from training.batching import Collater
     from training.data.base import Sample
     from training.finetune import main
+    from training.task import Task
 
     frames = _bulk_frames(8, 6)
     del frames[5].calc.results["forces"]  # only frame 5: the first frame has forces
@@ -162,7 +163,8 @@ def test_missing_forces_fail_naming_the_record(data, tmp_path, capsys):
     # lazy formats (LMDB, HDF5, ASE db) are checked record by record when batched
     from jmp_calc.config import GraphConfig
 
-    collate = Collater([TaskData(graph=GraphConfig(cutoff=4.0, max_neighbors=8), name="oc20")], [1, 2])
+    collate = Collater([Task("oc20", GraphConfig(cutoff=4.0, max_neighbors=8), head=0, energy=True,
+                             forces="direct")], [1, 2])
     ok = Sample([29, 29], [[0, 0, 0], [0, 0, 2.5]], energy=-1.0, forces=np.zeros((2, 3)), source="a.lmdb:0")
     assert len(collate([(ok, 0)])) == 1
     bad = Sample([29, 29], [[0, 0, 0], [0, 0, 2.5]], energy=-1.0, source="a.lmdb:17")

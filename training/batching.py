@@ -17,26 +17,13 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset, Sampler
 
-from jmp_calc.config import GraphConfig
 from jmp_calc.graph.batch import GraphBatch, collate
 from jmp_calc.graph.structures import Structure, build_graphs
 
 from .data.base import DataError
+from .task import Task
 
-__all__ = ["TaskData", "MultiTaskDataset", "TrainBatch", "Collater", "TemperatureSampler", "temperature_weights"]
-
-
-@dataclass
-class TaskData:
-    """What the collater needs to know about one dataset: its graph rule, tag rule and which labels it uses."""
-
-    graph: GraphConfig
-    set_tags_to: int | None = None
-    energy: bool = True
-    forces: bool = True
-    stress: bool = False
-    properties: tuple[str, ...] = ()
-    name: str = ""  #: dataset name, for error messages
+__all__ = ["MultiTaskDataset", "TrainBatch", "Collater", "TemperatureSampler", "temperature_weights"]
 
 
 class MultiTaskDataset(Dataset):
@@ -92,7 +79,7 @@ class Collater:
     keyed item ``(sample, task, key)`` is dropped with that probability, drawn from a generator seeded with
     ``(seed, key)``. Items without a key are never dropped (validation, scale-factor fitting)."""
 
-    def __init__(self, tasks: list[TaskData], qint_tags, property_names: list[str] = (), *,
+    def __init__(self, tasks: list[Task], qint_tags, property_names: list[str] = (), *,
                  edge_dropout: float | None = 0.0, seed: int = 0):
         self.tasks = list(tasks)
         self.qint_tags = list(qint_tags)
@@ -113,7 +100,7 @@ class Collater:
         items = [(it[0], it[1]) for it in items]
         for (s, t), key in zip(items, keys):
             spec = self.tasks[t]
-            for label, wanted in (("energy", spec.energy), ("forces", spec.forces)):
+            for label, wanted in (("energy", spec.energy), ("forces", spec.has_forces)):
                 if wanted and getattr(s, label) is None:  # would pass as "absent" and silently not be trained on
                     raise DataError(f"{s.source or 'sample'}: no {label}, but dataset {spec.name or t} trains on "
                                     f"{label}")
@@ -131,7 +118,7 @@ class Collater:
         samples = [s for s, _ in items]
         energy = torch.tensor([s.energy if (s.energy is not None and self.tasks[t].energy) else nan
                                for s, t in items], dtype=torch.float64)
-        forces = torch.cat([torch.as_tensor(s.forces) if (s.forces is not None and self.tasks[t].forces)
+        forces = torch.cat([torch.as_tensor(s.forces) if (s.forces is not None and self.tasks[t].has_forces)
                             else torch.full((len(s), 3), nan, dtype=torch.float64) for s, t in items])
         free = torch.cat([torch.as_tensor(~s.fixed) if s.fixed is not None else torch.ones(len(s), dtype=torch.bool)
                           for s in samples])

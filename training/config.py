@@ -12,15 +12,45 @@ import yaml
 
 from jmp_calc.errors import ConfigError  # one ConfigError for jmp_calc and training
 
-from .module import OptimConfig
+__all__ = ["ConfigError", "DatasetConfig", "ModelConfig", "SamplingConfig", "TrainerConfig", "CardConfig",
+           "OptimConfig", "RunConfig", "load_config", "apply_overrides"]
 
-__all__ = ["ConfigError", "DatasetConfig", "ModelConfig", "SamplingConfig", "TrainerConfig", "RunConfig",
-           "load_config", "apply_overrides"]
+
+@dataclass
+class OptimConfig:
+    lr: float = 2e-4
+    weight_decay: float = 0.1
+    betas: tuple[float, float] = (0.9, 0.95)
+    warmup_steps: int = 100
+    warmup_epochs: float | None = None  #: instead of warmup_steps: this many epochs (resolved when the run starts)
+    warmup_start_factor: float = 0.2
+    min_lr_factor: float = 0.1  #: cosine floor, as a fraction of lr
+    cosine: bool = True  #: cosine decay over the run's steps (when they are known)
+    cosine_steps: int | None = None  #: length of the cosine (JMP fine-tuning: 32 epochs), then min_lr_factor
+    cosine_epochs: float | None = None  #: instead of cosine_steps: this many epochs (resolved when the run starts)
+    plateau_patience: int | None = None  #: epochs without val improvement before lr *= plateau_factor
+    plateau_factor: float = 0.5
+    layer_decay: float | None = None  #: layer-wise lr decay (fine-tuning): block i of B gets lr * d**(B - i)
+    #: explicit multipliers instead: {"embedding": 0.3, "blocks": [0.55, 0.40, ...]} (JMP-L fine-tuning)
+    layer_multipliers: dict | None = None
+    grad_clip: float | None = 10.0
+    ema_decay: float | None = 0.99
+
+    def resolved(self, steps_per_epoch: int) -> OptimConfig:
+        """The same settings with ``warmup_epochs`` / ``cosine_epochs`` turned into step counts."""
+        spe = max(1, int(steps_per_epoch))
+        out = dataclasses.replace(self)
+        if self.warmup_epochs is not None:
+            out.warmup_steps = max(1, int(self.warmup_epochs * spe))
+        if self.cosine_epochs is not None:
+            out.cosine_steps = int(self.cosine_epochs * spe)
+        return out
 
 
 @dataclass
 class DatasetConfig:
-    """One dataset = one head (pre-training) or the task of a fine-tuning run."""
+    """One dataset of a run: one energy head (+ one head per scalar property) in pre-training, the task of a
+    fine-tuning run. ``training.finetune``'s flags and ``--task`` presets fill in exactly these fields."""
 
     name: str
     train: str | None = None
@@ -29,14 +59,23 @@ class DatasetConfig:
     format: str | None = None  #: reader name (see training.data.FORMATS); None = from the file suffix
     reader: dict[str, Any] = field(default_factory=dict)  #: extra reader arguments (split=, energy_key=, ...)
     val_reader: dict[str, Any] | None = None  #: reader arguments for val (default: reader), e.g. {split: val}
-    val_fraction: float = 0.05  #: used when no val file is given: a seeded split of train
+    # --- splits (training.splits): used when no val file is given
+    val_fraction: float = 0.05  #: validation share of the training file (at least one structure)
+    val_size: int | None = None  #: validation structures drawn from the training file (instead of val_fraction)
+    train_size: int | None = None  #: training structures drawn from the file (default: all but validation); the
+    #: rest is the test set when no test file is given
+    kfold: int | None = None  #: K-fold cross-validation of the training file (MatBench): fold ``fold`` is the test
+    fold: int = 0
+    kfold_seed: int = 18012019  #: MatBench's KFold seed
     max_train: int | None = None  #: use a seeded subset of at most this many training structures
     max_val: int | None = None
     #: drop frames (train and val) where any atom's force norm |F| exceeds this (eV/A) at read time, before the
     #: statistics that normalise the loss are fitted; None: keep every frame
     max_abs_force: float | None = None
-    graph: dict[str, Any] = field(default_factory=lambda: {"cutoff": 12.0, "max_neighbors": 30})
-    set_tags_to: int | None = None  #: 2 for molecular datasets (JMP's transform)
+    #: graph rule of this dataset's heads (jmp_calc.config.GraphConfig fields); keys not given come from the base
+    #: model's head of the same periodicity (with model.init_from) or JMP's default (12 A, 30 neighbours)
+    graph: dict[str, Any] = field(default_factory=dict)
+    set_tags_to: int | str | None = None  #: 2 for molecular datasets (JMP's transform); "auto": 2 unless periodic
     forces: str = "direct"  #: direct | conservative | none
     energy: bool = True  #: train on energies
     stress: bool = False  #: train on stress (conservative forces only)
@@ -47,16 +86,44 @@ class DatasetConfig:
     atom_refs: bool = True  #: fit per-element linear reference energies on the training split
     #: scalar targets: name -> {weight: 1.0, reduction: sum|mean, atom_refs: false}
     properties: dict[str, dict[str, Any]] = field(default_factory=dict)
+    #: head names: target ("energy" or a property) -> name; default: the dataset's name for the energy head and
+    #: NAME/PROPERTY for properties (the bare property name when the dataset has no energy and one property)
+    heads: dict[str, str] = field(default_factory=dict)
 
     def __post_init__(self):
+        where = f"datasets[{self.name}]"
         if self.forces not in ("direct", "conservative", "none"):
-            raise ConfigError(f"datasets[{self.name}].forces must be direct, conservative or none, got {self.forces!r}")
+            raise ConfigError(f"{where}.forces must be direct, conservative or none, got {self.forces!r}")
         if self.stress and self.forces != "conservative":
-            raise ConfigError(f"datasets[{self.name}].stress needs forces: conservative")
+            raise ConfigError(f"{where}.stress needs forces: conservative")
+        if not self.energy and (self.forces != "none" or self.stress):
+            raise ConfigError(f"{where}: forces and stress are derived from the energy head: set energy: true "
+                              "(energy_weight: 0 trains on forces only) or forces: none")
         if self.max_abs_force is not None and not (isinstance(self.max_abs_force, (int, float))
                                                    and self.max_abs_force > 0):
-            raise ConfigError(f"datasets[{self.name}].max_abs_force must be a positive number (eV/A) or null, "
+            raise ConfigError(f"{where}.max_abs_force must be a positive number (eV/A) or null, "
                               f"got {self.max_abs_force!r}")
+        if self.set_tags_to not in (None, "auto") and not isinstance(self.set_tags_to, int):
+            raise ConfigError(f"{where}.set_tags_to must be an integer tag, 'auto' or null, got {self.set_tags_to!r}")
+        if not isinstance(self.graph, dict):
+            raise ConfigError(f"{where}.graph must be a mapping of GraphConfig fields, got {self.graph!r}")
+        unknown = set(self.heads) - {"energy", *self.properties}
+        if unknown:
+            raise ConfigError(f"{where}.heads names targets this dataset does not have: {sorted(unknown)}")
+
+    def head_name(self, target: str) -> str:
+        """The name of the head that predicts ``target`` ("energy" or a property)."""
+        if target in self.heads:
+            return self.heads[target]
+        if target == "energy":
+            return self.name
+        return target if not self.energy and len(self.properties) == 1 else f"{self.name}/{target}"
+
+    @property
+    def targets(self) -> tuple[str, ...]:
+        """What the dataset trains: energy, forces, stress and its scalar properties."""
+        return tuple(t for t, on in (("energy", self.energy), ("forces", self.forces != "none"),
+                                     ("stress", self.stress)) if on) + tuple(self.properties)
 
 
 @dataclass
@@ -70,6 +137,8 @@ class ModelConfig:
     init_from: str | None = None
     #: with init_from: new head name -> the base head whose energy MLP starts it (default: the head of the same name)
     init_heads: dict[str, str] = field(default_factory=dict)
+    copy_heads: bool = True  #: with init_from: start heads from the base's energy MLPs (False: backbone only)
+    from_scratch: bool = False  #: with init_from: its architecture only, random weights (the scratch baseline)
 
 
 @dataclass
@@ -101,6 +170,18 @@ class TrainerConfig:
 
 
 @dataclass
+class CardConfig:
+    """What the exported model's card says beyond what the run itself knows (jmp_calc.card.ModelCard)."""
+
+    task: str | None = None  #: one line: what the model does (default: from the datasets)
+    level_of_theory: str | None = None  #: of the labels, e.g. "PBE/def2-SVP" or "GFN2-xTB"
+    dispersion: bool | None = None  #: the labels include a dispersion correction
+    license: str | None = None  #: default: the base model's when its weights are used, else MIT
+    #: pre-training heads (the calculator asks for head=); default: when the run has more than one dataset
+    pretraining: bool | None = None
+
+
+@dataclass
 class RunConfig:
     name: str
     out: str
@@ -110,6 +191,7 @@ class RunConfig:
     sampling: SamplingConfig = field(default_factory=SamplingConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
     trainer: TrainerConfig = field(default_factory=TrainerConfig)
+    card: CardConfig = field(default_factory=CardConfig)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -128,7 +210,8 @@ def _build(cls, data, where: str):
         raise ConfigError(f"unknown key{'s' if len(unknown) > 1 else ''} {', '.join(where + k for k in unknown)} "
                           f"(known: {', '.join(sorted(fields))})")
     kwargs = {}
-    nested = {"model": ModelConfig, "sampling": SamplingConfig, "optim": OptimConfig, "trainer": TrainerConfig}
+    nested = {"model": ModelConfig, "sampling": SamplingConfig, "optim": OptimConfig, "trainer": TrainerConfig,
+              "card": CardConfig}
     for k, v in data.items():
         if cls is RunConfig and k in nested:
             kwargs[k] = _build(nested[k], v or {}, f"{k}.")

@@ -23,41 +23,32 @@ Writes ``DIR/model/`` (model.safetensors + config.json + README.md card; ``JMPCa
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import sys
 from pathlib import Path
 
-import numpy as np
-
-from jmp_calc.config import ConfigError as ModelConfigError
-from jmp_calc.config import GraphConfig
-from jmp_calc.model import JMPModel
-
-from .base_model import PRESETS, default_graph, load_base, transfer_backbone
-from .batching import TaskData
-from .config import ConfigError, DatasetConfig, ModelConfig, RunConfig, SamplingConfig, TrainerConfig, apply_overrides
+from .base_model import load_base
+from .config import (
+    CardConfig,
+    ConfigError,
+    DatasetConfig,
+    ModelConfig,
+    OptimConfig,
+    RunConfig,
+    SamplingConfig,
+    TrainerConfig,
+    apply_overrides,
+)
 from .data.base import DataError
-from .module import OptimConfig, TaskSpec, TrainingError
-from .runner import check_output_dir, dataset_stats, describe_weights, fit, head_for, read_labelled
+from .module import TrainingError
+from .run import execute
+from .runner import check_output_dir, describe_weights
 
 #: fine-tuning defaults for our (mini) models, chosen by measurement: docs/finetune_recipe.md
 DEFAULT_LR = 3e-3  #: both modes, pre-trained and from scratch (better than 1e-3 for both, measured)
 DEFAULT_EPOCHS = 100
 DEFAULT_PATIENCE = 20
 WARMUP_FRACTION = 0.05
-
-def _split(samples, sizes: tuple[int | None, int | None], seed: int):
-    """Seeded train / val / rest split by counts."""
-    n = len(samples)
-    n_train, n_val = sizes
-    perm = np.random.default_rng(seed).permutation(n)
-    n_val = n_val if n_val is not None else max(1, n // 20)
-    n_train = n_train if n_train is not None else n - n_val
-    if n_train + n_val > n:
-        raise ConfigError(f"asked for {n_train} train + {n_val} val structures but the data has {n}")
-    parts = perm[:n_train], perm[n_train:n_train + n_val], perm[n_train + n_val:]
-    return [samples.subset(np.sort(p)) for p in parts]
 
 
 def parse(argv=None):
@@ -118,12 +109,10 @@ def parse(argv=None):
     return ap.parse_args(argv)
 
 
-def build(args):
-    import lightning.pytorch as pl
-
+def run_config(args) -> tuple[RunConfig, object]:
+    """The run configuration these flags stand for (what ``training.pretrain`` would read from YAML; it is written
+    to ``OUT/config.json``), and the loaded base model (None without ``--base``)."""
     from .tasks import get_task
-
-    pl.seed_everything(args.seed, verbose=False)  # new heads' initial weights are part of the run
 
     preset = None
     if args.task:
@@ -135,124 +124,47 @@ def build(args):
             raise ConfigError("--task needs --data-dir (where the task's files are)")
     if not args.out:
         raise ConfigError("--out is required")
-    check_output_dir(Path(args.out))  # before reading any data; fit() checks again with the model's size
+    check_output_dir(Path(args.out))  # before reading anything; fit() checks again with the model's size
     if not args.base and not (args.from_scratch and args.preset):
         raise ConfigError("give --base (the model to fine-tune), or --from-scratch --preset NAME")
-    targets = tuple(preset.targets) if preset else tuple(t.strip() for t in args.targets.split(",") if t.strip())
-    unknown_forces = {"forces", "stress"} & set(targets) and "energy" not in targets
-    if unknown_forces:
-        raise ConfigError("forces and stress are derived from the energy head: add 'energy' to --targets")
-    energy = "energy" in targets
-    props = [t for t in targets if t not in ("energy", "forces", "stress")]
-    need = tuple(t for t in ("energy", "forces") if t in targets)  # every frame of an ASE file must have them
+    if not preset and not args.train:
+        raise ConfigError("--train is required (or --task with --data-dir)")
 
-    # data
-    fmt = args.format or (preset.format if preset else None)
-    reader = dict(preset.reader) if preset else {}
-    test = None
+    # the dataset: a preset's, or the flags'
     if preset:
-        train_path = str(Path(args.data_dir) / preset.files["train"])
-        reader = {k: v for k, v in reader.items() if v != "{split}"}
-        all_samples = read_labelled(train_path, fmt, need, **reader)
-        if preset.family == "matbench":
-            from sklearn.model_selection import KFold
-
-            folds = list(KFold(5, shuffle=True, random_state=18012019).split(np.arange(len(all_samples))))
-            rest, test_idx = folds[args.fold]
-            rest = np.random.default_rng(args.seed).permutation(rest)
-            n_val = max(1, len(rest) // 10)
-            train, val = all_samples.subset(np.sort(rest[n_val:])), all_samples.subset(np.sort(rest[:n_val]))
-            test = all_samples.subset(test_idx)
-        else:
-            train, val, test = _split(all_samples, (preset.train_size, preset.val_size), args.seed)
+        ds = preset.dataset_config(args.data_dir, fold=args.fold)
+        if args.format:
+            ds.format = args.format
     else:
-        if not args.train:
-            raise ConfigError("--train is required (or --task with --data-dir)")
-        train = read_labelled(args.train, fmt, need)
-        if args.valid:
-            val = read_labelled(args.valid, fmt, need)
-        else:
-            train, val, _ = _split(train, (None, max(1, len(train) // 20)), args.seed)
-        if args.test:
-            test = read_labelled(args.test, fmt, ())
-    if args.max_train:
-        n = min(args.max_train, len(train))
-        train = train.subset(np.sort(np.random.default_rng(args.seed).choice(len(train), n, replace=False)))
-    if len(train) == 0 or len(val) == 0:
-        raise ConfigError(f"empty training ({len(train)}) or validation ({len(val)}) set")
-    first = train[0]
-    for need in (["energy"] if energy else []) + (["forces"] if "forces" in targets else []):
-        if getattr(first, need) is None:
-            raise DataError(f"{first.source or 'training set'}: no {need} (targets: {','.join(targets)})")
-    periodic = bool(first.pbc.all())
+        targets = tuple(t.strip() for t in args.targets.split(",") if t.strip())
+        if {"forces", "stress"} & set(targets) and "energy" not in targets:
+            raise ConfigError("forces and stress are derived from the energy head: add 'energy' to --targets")
+        energy = "energy" in targets
+        props = [t for t in targets if t not in ("energy", "forces", "stress")]
+        ds = DatasetConfig(
+            name="energy", train=args.train, val=args.valid, test=args.test, format=args.format,
+            set_tags_to="auto", energy=energy, forces=args.forces if "forces" in targets else "none",
+            stress="stress" in targets, atom_refs=True,
+            properties={p: {"weight": 1.0, "reduction": args.pooling or "sum", "atom_refs": False} for p in props},
+            heads={**({"energy": "energy"} if energy else {}), **{p: p for p in props}})
+    if args.pooling:
+        ds.properties = {p: {**spec, "reduction": args.pooling} for p, spec in ds.properties.items()}
+    for flag, key in ((args.cutoff, "cutoff"), (args.max_neighbors, "max_neighbors")):
+        if flag:
+            ds.graph = {**ds.graph, key: flag}
+    if args.energy_weight is not None:
+        ds.energy_weight = args.energy_weight
+    if args.force_weight is not None:
+        ds.force_weight = args.force_weight
+    ds.stress_weight, ds.max_train = args.stress_weight, args.max_train
 
-    base = None if (args.from_scratch and not args.base) else load_base(args.base)
-    graph = dict(preset.graph) if preset else default_graph(base, periodic)
-    if args.cutoff:
-        graph["cutoff"] = args.cutoff
-    if args.max_neighbors:
-        graph["max_neighbors"] = args.max_neighbors
-    GraphConfig.from_dict(graph)
-    pooling = args.pooling or (preset.reduction if preset else "sum")
-    forces_kind = args.forces if preset is None else preset.forces if preset.forces != "none" else "conservative"
-    ds = DatasetConfig(
-        name=preset.name if preset else "energy", train=None, graph=graph,
-        set_tags_to=None if periodic else 2, forces=forces_kind if "forces" in targets else "none",
-        energy=energy, stress="stress" in targets,
-        energy_weight=args.energy_weight if args.energy_weight is not None else
-        (preset.energy_weight if preset else 1.0),
-        force_weight=args.force_weight if args.force_weight is not None else (preset.force_weight if preset else 10.0),
-        stress_weight=args.stress_weight, reduction="sum",
-        atom_refs=preset.atom_refs if preset else True,
-        properties={p: {"weight": 1.0, "reduction": pooling,
-                        "atom_refs": bool(preset.atom_refs) if preset else False} for p in props})
-    if not energy:
-        ds.energy = False
-    stats = dataset_stats(ds, train, seed=args.seed)
-    if not energy:
-        stats.pop("energy", None)
-    direct = forces_kind == "direct" and "forces" in targets
-    heads = head_for(ds, stats, direct)
-    if energy:
-        heads[0].name = "energy"
-    for h, p in zip(heads[int(energy):], props):
-        h.name = p
-    prop_heads = {p: (int(energy) + i, 1.0) for i, p in enumerate(props)}
-
-    # dropout comes from this run's flags (or --set model.overrides.*), never from the base's pre-training config
-    overrides = {"edge_dropout": float(args.edge_dropout), "dropout": float(args.dropout)}
-    overrides = apply_overrides({"model": {"overrides": overrides}},
-                                [s for s in args.set if s.startswith("model.overrides.")])["model"]["overrides"]
-    try:
-        if base is not None:
-            backbone = dataclasses.replace(base.config, direct_forces=direct, **overrides)
-        else:
-            backbone = PRESETS[args.preset](direct_forces=direct, **overrides)
-    except (TypeError, ModelConfigError) as exc:
-        raise ConfigError(f"model.overrides: {exc}") from None
-    model = JMPModel(backbone, heads)
-    notes = []
-    if base is not None and not args.from_scratch:
-        n_copied, fresh = transfer_backbone(base, model)
-        notes.append(f"backbone from {args.base}: {n_copied} tensors copied"
-                     + (f", {len(fresh)} force-branch tensors new" if fresh else ""))
-    else:
-        notes.append("random initial weights (from scratch)" + (f", architecture of {args.base}" if base else ""))
-
-    task = TaskSpec(name=ds.name, head=0 if energy else None, forces=ds.forces if energy else "none",
-                    energy_weight=ds.energy_weight if energy else 0.0, force_weight=ds.force_weight,
-                    stress_weight=ds.stress_weight if ds.stress else 0.0, properties=prop_heads)
-    tdata = TaskData(graph=heads[0].graph, set_tags_to=ds.set_tags_to, energy=energy,
-                     forces="forces" in targets, stress=ds.stress, properties=tuple(props), name=ds.name)
-    bs = args.batch_size or (preset.batch_size if preset else 8)
-    steps_per_epoch = max(1, -(-len(train) // bs))
-    n_blocks = backbone.num_blocks
+    base = load_base(args.base) if args.base else None
     pretrained = base is not None and not args.from_scratch
     # released JMP checkpoints (235 M / 44 M parameters) keep JMP's recipe: its per-block table and base rate. Our
     # mini models: the same rate for both modes and no layer decay (docs/finetune_recipe.md has the measurements)
-    jmp_release = pretrained and base.source.get("format") == "jmp-lightning"
+    jmp_release = pretrained and (base.source or {}).get("format") == "jmp-lightning"
     layer_mult = None
-    if jmp_release and args.layer_decay is None and n_blocks == 6:
+    if jmp_release and args.layer_decay is None and base.config.num_blocks == 6:
         from .tasks import JMP_L_LAYERS
 
         layer_mult = JMP_L_LAYERS
@@ -261,47 +173,33 @@ def build(args):
         decay = None
     default_lr = (preset.lr if preset else 5e-6) if jmp_release else DEFAULT_LR
     epochs = args.epochs or (preset.epochs if preset else DEFAULT_EPOCHS)
-    # warm-up over the first 5 % of the run, then one cosine to 0.1 x lr at its end (unless set)
-    warmup = args.warmup_epochs if args.warmup_epochs is not None else WARMUP_FRACTION * epochs
-    cosine = args.cosine_epochs if args.cosine_epochs is not None else epochs
-    optim = OptimConfig(lr=args.lr or default_lr, weight_decay=0.1, betas=(0.9, 0.95),
-                        warmup_steps=max(1, int(warmup * steps_per_epoch)), warmup_start_factor=0.1,
-                        min_lr_factor=0.1, cosine=True, cosine_steps=int(cosine * steps_per_epoch),
-                        plateau_patience=args.plateau_patience if args.plateau_patience is not None else
-                        (preset.plateau_patience if preset else 3), plateau_factor=0.8, layer_decay=decay,
-                        layer_multipliers=layer_mult, grad_clip=args.grad_clip or None,
-                        ema_decay=args.ema or None)
+    optim = OptimConfig(
+        lr=args.lr or default_lr, weight_decay=0.1, betas=(0.9, 0.95), warmup_start_factor=0.1, min_lr_factor=0.1,
+        # warm-up over the first 5 % of the run, then one cosine to 0.1 x lr at its end (unless set)
+        warmup_epochs=args.warmup_epochs if args.warmup_epochs is not None else WARMUP_FRACTION * epochs,
+        cosine=True, cosine_epochs=args.cosine_epochs if args.cosine_epochs is not None else epochs,
+        plateau_patience=args.plateau_patience if args.plateau_patience is not None else
+        (preset.plateau_patience if preset else 3), plateau_factor=0.8, layer_decay=decay,
+        layer_multipliers=layer_mult, grad_clip=args.grad_clip or None, ema_decay=args.ema or None)
+    patience = args.patience if args.patience is not None else \
+        preset.early_stopping_patience if preset else DEFAULT_PATIENCE
     trainer = TrainerConfig(max_epochs=epochs, max_steps=args.max_steps, max_time_minutes=args.max_time,
-                            batch_size=bs, num_workers=args.num_workers, devices=args.devices,
-                            checkpoint_every_n_steps=args.checkpoint_every,
-                            early_stopping_patience=(args.patience if args.patience is not None else
-                                                     preset.early_stopping_patience if preset else DEFAULT_PATIENCE)
-                            or None,
+                            batch_size=args.batch_size or (preset.batch_size if preset else 8),
+                            num_workers=args.num_workers, devices=args.devices,
+                            checkpoint_every_n_steps=args.checkpoint_every, early_stopping_patience=patience or None,
                             threads=args.threads, progress=not args.no_progress, log_every_n_steps=10)
-    name = args.name or Path(args.out).name
-    cfg_dict = RunConfig(name=name, out=args.out, datasets=[ds], seed=args.seed,
-                         model=ModelConfig(overrides=dict(overrides), fit_scale_factors_batches=8),
-                         sampling=SamplingConfig(temperature=1.0),
-                         optim=optim, trainer=trainer).to_dict()
-    cfg = RunConfig.from_dict(apply_overrides(cfg_dict, args.set))
-    elements = sorted({int(z) for i in range(min(len(train), 5000)) for z in train[i].numbers})
-    base_license = (getattr(base, "source", None) or {}).get("license") if base is not None else None
-    license_ = base_license if (pretrained and base_license) else "MIT"
-    card = {
-        "name": name, "task": preset.description if preset else f"fine-tuned on {args.train}",
-        "targets": list(targets), "level_of_theory": args.level_of_theory, "dispersion": bool(args.dispersion),
-        "units": {"energy": "eV", "forces": "eV/A", "stress": "eV/A^3"}, "elements": elements,
-        "graph": graph, "forces": {heads[0].name: forces_kind} if "forces" in targets else {},
-        "default_head": heads[0].name,
-        "license": license_, "base_model": None if args.from_scratch else args.base,
-        "trained_from": "scratch" if args.from_scratch else f"fine-tuned from {args.base}",
-        "n_train": len(train), "n_valid": len(val), "seed": args.seed, "notes": notes,
-    }
-    readme = (f"# {name}\n\nGemNet-OC ({sum(p.numel() for p in model.parameters()):,} parameters) "
-              f"{card['trained_from']} with `training.finetune` on {len(train)} structures "
-              f"({args.level_of_theory}); targets: {', '.join(targets)}.\n\n"
-              f"Use: `JMPCalculator(\"{Path(args.out) / 'model'}\")`.\n")
-    return cfg, model, task, tdata, train, val, test, props, card, readme, not pretrained
+    # dropout comes from this run's flags (or --set model.overrides.*), never from the base's pre-training config
+    model = ModelConfig(preset=args.preset or "tiny", init_from=args.base, from_scratch=bool(args.from_scratch),
+                        copy_heads=False, fit_scale_factors_batches=8,
+                        overrides={"edge_dropout": float(args.edge_dropout), "dropout": float(args.dropout)})
+    card = CardConfig(task=preset.description if preset else f"fine-tuned on {args.train}",
+                      level_of_theory=args.level_of_theory, dispersion=bool(args.dispersion), pretraining=False)
+    cfg = RunConfig(name=args.name or Path(args.out).name, out=args.out, datasets=[ds], seed=args.seed, model=model,
+                    sampling=SamplingConfig(temperature=1.0), optim=optim, trainer=trainer, card=card)
+    cfg = RunConfig.from_dict(apply_overrides(cfg.to_dict(), args.set))
+    if cfg.model.init_from != args.base:
+        base = load_base(cfg.model.init_from) if cfg.model.init_from else None
+    return cfg, base
 
 
 def main(argv=None) -> int:
@@ -312,17 +210,9 @@ def main(argv=None) -> int:
         print(list_tasks())
         return 0
     try:
-        cfg, model, task, tdata, train, val, test, props, card, readme, scratch = build(args)
-        for line in card["notes"]:
-            print(line, flush=True)
-        result = fit(cfg, model, [task], [train], [val], [tdata], resume=args.resume, fit_scales=scratch,
-                     card=card, readme=readme, property_names=props)
-        if test is not None and len(test):
-            from .evaluate import evaluate_model
-
-            report = evaluate_model(result.model_dir, test, out=Path(cfg.out) / "test")
-            report["weights"] = result.exported  # the best-validation checkpoint the test metrics are of
-            (Path(cfg.out) / "test_metrics.json").write_text(json.dumps(report, indent=1) + "\n")
+        cfg, base = run_config(args)
+        result, tests = execute(cfg, resume=args.resume, base=base)
+        for report in tests.values():
             print(json.dumps(report, indent=1))
     except (ConfigError, DataError, TrainingError) as exc:
         print(f"error: {exc}", file=sys.stderr)

@@ -9,7 +9,6 @@ value; stress (conservative models) the L1 error in units of ``STRESS_SCALE``.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
 
 import lightning.pytorch as pl
 import torch
@@ -18,46 +17,16 @@ from jmp_calc.model import JMPModel
 from jmp_calc.potential import atom_ref_table, differentiable_geometry
 
 from .batching import TrainBatch
+from .config import OptimConfig
+from .task import Task
 
-__all__ = ["TaskSpec", "OptimConfig", "JMPTrainModule", "STRESS_SCALE", "TrainingError"]
+__all__ = ["JMPTrainModule", "STRESS_SCALE", "TrainingError"]
 
 STRESS_SCALE = 0.01  # eV/A^3 (1.6 GPa): the unit the stress loss is measured in
 
 
 class TrainingError(RuntimeError):
     """A training run cannot go on (NaN loss, ...); the message names step, batch and dataset."""
-
-
-@dataclass
-class TaskSpec:
-    """The loss side of one dataset: which head predicts its energy (and forces), and the weights."""
-
-    name: str
-    head: int | None  # energy head index (None: no energy/forces targets)
-    forces: str = "direct"  # direct | conservative | none
-    energy_weight: float = 1.0
-    force_weight: float = 1.0
-    stress_weight: float = 0.0
-    properties: dict[str, tuple[int, float]] = field(default_factory=dict)  # name -> (head index, loss weight)
-
-
-@dataclass
-class OptimConfig:
-    lr: float = 2e-4
-    weight_decay: float = 0.1
-    betas: tuple[float, float] = (0.9, 0.95)
-    warmup_steps: int = 100
-    warmup_start_factor: float = 0.2
-    min_lr_factor: float = 0.1  #: cosine floor, as a fraction of lr
-    cosine: bool = True  #: cosine decay over the run's steps (when they are known)
-    cosine_steps: int | None = None  #: length of the cosine (JMP fine-tuning: 32 epochs), then min_lr_factor
-    plateau_patience: int | None = None  #: epochs without val improvement before lr *= plateau_factor
-    plateau_factor: float = 0.5
-    layer_decay: float | None = None  #: layer-wise lr decay (fine-tuning): block i of B gets lr * d**(B - i)
-    #: explicit multipliers instead: {"embedding": 0.3, "blocks": [0.55, 0.40, ...]} (JMP-L fine-tuning)
-    layer_multipliers: dict | None = None
-    grad_clip: float | None = 10.0
-    ema_decay: float | None = 0.99
 
 
 def layerwise_groups(model: JMPModel, lr: float, decay: float | None, weight_decay: float,
@@ -97,7 +66,7 @@ def layerwise_groups(model: JMPModel, lr: float, decay: float | None, weight_dec
 
 
 class JMPTrainModule(pl.LightningModule):
-    def __init__(self, model: JMPModel, tasks: list[TaskSpec], optim: OptimConfig, *,
+    def __init__(self, model: JMPModel, tasks: list[Task], optim: OptimConfig, *,
                  property_names: list[str] = ()):
         super().__init__()
         self.model = model

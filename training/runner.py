@@ -12,21 +12,18 @@ import shutil
 import time
 from pathlib import Path
 
-import numpy as np
 import torch
 
-from jmp_calc.config import GraphConfig, HeadConfig
 from jmp_calc.io import save_model
 from jmp_calc.model import JMPModel
 from jmp_calc.model.layers import ScaleFactor
 
-from .batching import Collater, MultiTaskDataset, TaskData, TemperatureSampler
-from .config import ConfigError, DatasetConfig, RunConfig
-from .data.base import Samples
+from .batching import Collater, MultiTaskDataset, TemperatureSampler
+from .build import TrainingRun
+from .config import ConfigError
 
-__all__ = ["load_split", "read_labelled", "dataset_stats", "head_for", "fit_scale_factors", "fit",
-           "check_output_dir", "checkpoint_bytes", "RunResult", "write_learning_curve", "ResumeCheckpoint",
-           "load_best_weights", "describe_weights"]
+__all__ = ["fit_scale_factors", "fit", "check_output_dir", "checkpoint_bytes", "RunResult", "write_learning_curve",
+           "ResumeCheckpoint", "load_best_weights", "describe_weights"]
 
 MIN_FREE_BYTES = 200 * 2**20
 
@@ -66,118 +63,6 @@ def check_output_dir(out: Path, need_bytes: int = MIN_FREE_BYTES) -> None:
             except OSError:
                 pass
         raise ConfigError(f"output directory {out} is not writable: {exc.strerror or exc}") from None
-
-
-def read_labelled(path: str, format: str | None, need: tuple[str, ...], **reader):
-    """``read_dataset``; for ASE files (parsed whole anyway) every frame must carry the labels ``need`` the run
-    trains on, checked at load time. Records of lazy formats are checked when batched (see ``Collater``)."""
-    from .data import _guess, read_dataset
-
-    fmt = format or _guess(Path(path))
-    if fmt == "ase" and need and "require" not in reader and not str(path).endswith(".db"):
-        reader = {**reader, "require": tuple(need)}
-    return read_dataset(path, format=fmt, **reader)
-
-
-def _subset(samples, n: int | None, seed: int):
-    if n is None or n >= len(samples):
-        return samples
-    idx = np.sort(np.random.default_rng(seed).choice(len(samples), size=n, replace=False))
-    return samples.subset(idx) if hasattr(samples, "subset") else Samples([samples[int(i)] for i in idx])
-
-
-def load_split(d: DatasetConfig, seed: int, *, log=print):
-    """(train, val) samples of one dataset; val is a seeded split of train when no val file is given. With
-    ``d.max_abs_force`` the frames with a larger force on any atom are dropped from both (count logged) before
-    the subsets are drawn."""
-    if not d.train:
-        raise ConfigError(f"datasets[{d.name}].train is not set")
-    need = (("energy",) if d.energy else ()) + (("forces",) if d.forces != "none" else ())
-    train = read_labelled(d.train, d.format, need, **d.reader)
-    if d.val:
-        val = read_labelled(d.val, d.format, need, **(d.reader if d.val_reader is None else d.val_reader))
-    else:
-        n_val = max(1, int(round(len(train) * d.val_fraction)))
-        perm = np.random.default_rng(seed).permutation(len(train))
-        val, train = train.subset(np.sort(perm[:n_val])), train.subset(np.sort(perm[n_val:]))
-    if d.max_abs_force is not None:
-        from .data.base import drop_large_forces
-
-        for split in ("train", "val"):
-            before = locals()[split]
-            kept, dropped = drop_large_forces(before, float(d.max_abs_force))
-            log(f"dataset {d.name} {split}: dropped {len(dropped)} of {len(before)} frames with |F| > "
-                f"{d.max_abs_force:g} eV/A" + (f" (e.g. {', '.join(dropped[:3])})" if dropped else ""))
-            if split == "train":
-                train = kept
-            else:
-                val = kept
-    return _subset(train, d.max_train, seed), _subset(val, d.max_val, seed + 1)
-
-
-def dataset_stats(d: DatasetConfig, train, max_samples: int = 20000, seed: int = 0) -> dict:
-    """Per-element linear references of the energy (and of reference-fitted properties), the std of the referenced
-    energy per structure (JMP normalises by it), and the RMS force component: fitted on (a subset of) train."""
-    sub = _subset(train, max_samples, seed)
-    items = [sub[i] for i in range(len(sub))]
-    out: dict = {"n_train": len(train)}
-    if d.energy and any(s.energy is not None for s in items):
-        labelled = [s for s in items if s.energy is not None]
-        refs = _refs(labelled) if d.atom_refs else {}
-        resid = np.array([s.energy - sum(refs.get(int(z), 0.0) for z in s.numbers) for s in labelled])
-        if d.reduction == "mean":
-            resid = resid / np.array([len(s) for s in labelled])
-        out["energy"] = {"atom_refs": refs, "mean": 0.0 if d.atom_refs else float(resid.mean()),
-                         "std": float(max(np.sqrt(np.mean((resid - (0 if d.atom_refs else resid.mean())) ** 2)),
-                                          1e-3))}
-    forces = [s.forces for s in items if s.forces is not None]
-    if forces:
-        f = np.concatenate([np.asarray(x).reshape(-1) for x in forces])
-        out["force_rms"] = float(max(np.sqrt(np.mean(f**2)), 1e-3))
-    props = {}
-    for p, spec in d.properties.items():
-        vals = [(s, s.properties[p]) for s in items if p in s.properties and np.isfinite(s.properties[p])]
-        if not vals:
-            raise ConfigError(f"datasets[{d.name}]: no training structure has property {p!r}")
-        refs = {}
-        if spec.get("atom_refs", False):
-            refs = _refs([s for s, _ in vals], key=p)
-        y = np.array([v - sum(refs.get(int(z), 0.0) for z in s.numbers) for s, v in vals])
-        props[p] = {"atom_refs": refs, "mean": float(y.mean()) if not refs else 0.0,
-                    "std": float(max(y.std(), 1e-6))}
-    out["properties"] = props
-    return out
-
-
-def head_for(d: DatasetConfig, stats: dict, direct: bool) -> list[HeadConfig]:
-    """The heads of one dataset: energy(+forces) head named after the dataset, one head per scalar property."""
-    graph = GraphConfig.from_dict(d.graph)
-    heads = []
-    if "energy" in stats:
-        e = stats["energy"]
-        heads.append(HeadConfig(name=d.name, energy_std=e["std"], energy_mean=e["mean"],
-                                force_std=stats.get("force_rms", e["std"]), reduction=d.reduction, graph=graph,
-                                direct_forces=direct, atom_refs=e["atom_refs"] or None,
-                                set_tags_to=d.set_tags_to))
-    for p, st in stats["properties"].items():
-        spec = d.properties[p]
-        heads.append(HeadConfig(name=f"{d.name}/{p}" if "energy" in stats or len(stats["properties"]) > 1 else p,
-                                energy_std=st["std"], energy_mean=st["mean"], reduction=spec.get("reduction", "sum"),
-                                graph=graph, direct_forces=direct, atom_refs=st["atom_refs"] or None,
-                                set_tags_to=d.set_tags_to))
-    return heads
-
-
-def _refs(samples, key: str = "energy") -> dict[int, float]:
-    """Linear per-element references; a single composition (one molecule's MD) makes them non-unique, which is
-    fine: only their sum is used then."""
-    import warnings
-
-    from .data.stats import fit_atom_refs
-
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", "fit_atom_refs: element counts have rank", RuntimeWarning)
-        return fit_atom_refs(samples, key=key)
 
 
 @torch.no_grad()
@@ -238,15 +123,16 @@ def write_learning_curve(rows: list[dict], path: Path, title: str) -> None:
     plt.close(fig)
 
 
-def fit(cfg: RunConfig, model: JMPModel, tasks, train_sets, val_sets, task_data: list[TaskData], *,
-        resume: bool, fit_scales: bool, card: dict, readme: str, property_names: list[str] = ()) -> RunResult:
-    """Train ``model`` with Lightning and export the weights of the best validation (EMA weights when there is an
-    EMA: those are the ones validated) to ``cfg.out/model``; ``model`` holds them afterwards."""
+def fit(run: TrainingRun, *, resume: bool, card: dict, readme: str) -> RunResult:
+    """Train ``run.model`` with Lightning and export the weights of the best validation (EMA weights when there is
+    an EMA: those are the ones validated) to ``cfg.out/model`` with ``card``; the model holds them afterwards. Scale
+    factors are fitted first when the weights are new (not copied from a base)."""
     import lightning.pytorch as pl
     from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint, TQDMProgressBar
 
     from .module import EMA, JMPTrainModule
 
+    cfg, model, tasks, property_names = run.cfg, run.model, run.tasks, run.property_names
     out = Path(cfg.out)
     check_output_dir(out, checkpoint_bytes(model))
     t = cfg.trainer
@@ -262,10 +148,10 @@ def fit(cfg: RunConfig, model: JMPModel, tasks, train_sets, val_sets, task_data:
     (out / "config.json").write_text(json.dumps(cfg.to_dict(), indent=1, default=str) + "\n")
 
     # edge dropout: the model's config is the one source of p; only training batches drop edges (keyed draws)
-    collate = Collater(task_data, model.config.qint_tags, property_names)
-    train_collate = Collater(task_data, model.config.qint_tags, property_names,
+    collate = Collater(tasks, model.config.qint_tags, property_names)
+    train_collate = Collater(tasks, model.config.qint_tags, property_names,
                              edge_dropout=model.config.edge_dropout, seed=cfg.seed)
-    train_ds, val_ds = MultiTaskDataset(train_sets), MultiTaskDataset(val_sets)
+    train_ds, val_ds = MultiTaskDataset(run.train_sets), MultiTaskDataset(run.val_sets)
     world = int(t.num_nodes) * (int(t.devices) if str(t.devices).isdigit() else 1)
     rank = int(os.environ.get("RANK", 0))
     sampler = TemperatureSampler(train_ds.sizes, temperature=cfg.sampling.temperature,
@@ -280,7 +166,7 @@ def fit(cfg: RunConfig, model: JMPModel, tasks, train_sets, val_sets, task_data:
     val_dl = torch.utils.data.DataLoader(val_ds, batch_size=t.val_batch_size or t.batch_size, shuffle=False,
                                          collate_fn=collate,
                                          **{**loader_kw, "generator": torch.Generator().manual_seed(cfg.seed + 1)})
-    if fit_scales and not resume and cfg.model.fit_scale_factors_batches > 0:
+    if not run.pretrained and not resume and cfg.model.fit_scale_factors_batches > 0:
         # the first global batches (no dropout), the same on every DDP rank and for any number of ranks
         n_fit = t.batch_size * world * cfg.model.fit_scale_factors_batches
         first = sampler.epoch_indices(0)[:n_fit].tolist()
@@ -288,7 +174,8 @@ def fit(cfg: RunConfig, model: JMPModel, tasks, train_sets, val_sets, task_data:
                                               collate_fn=collate))
         fit_scale_factors(model, list(it))
 
-    module = JMPTrainModule(model, tasks, cfg.optim, property_names=property_names)
+    optim = cfg.optim.resolved(steps_per_epoch=len(train_dl))  # warmup_epochs / cosine_epochs -> steps
+    module = JMPTrainModule(model, tasks, optim, property_names=property_names)
     module.sampler, module.batch_size = sampler, t.batch_size
     callbacks = [ModelCheckpoint(dirpath=ckpt_dir, filename="step{step}", save_top_k=1, monitor="val_loss",
                                  mode="min", auto_insert_metric_name=False),  # the best epoch's state
