@@ -12,8 +12,6 @@ Energies eV, forces eV/A (rMD17 npz uses kcal/mol: 1 eV = 23.0605 kcal/mol).
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from .common import MDDataset
 from .molecular_md import generate_md_dataset, md_main
 
@@ -34,18 +32,9 @@ MOLECULES = {
 
 SPEC = MDDataset(module="mini_rmd17", dataset=DATASET, method=METHOD, molecules=MOLECULES,
                  default_molecules=DEFAULT_MOLECULES, n_train=950, n_test=200, equil=400, timestep_fs=0.5,
-                 cli_n_train=450)
-
-
-def generate(out: Path, seed: int = 0, *args, **kwargs):
-    """The dataset under ``out``; options (positional in this order, or by name) and defaults as
-    :meth:`~experiments.mini_jmp.datagen.common.MDDataset.arguments` of :data:`SPEC`."""
-    return generate_md_dataset(out, seed=seed, **SPEC.arguments(*args, **kwargs))
-
-
-def main(argv=None):
-    return md_main(argv, doc=__doc__, generate=generate, **SPEC.command_line())
-
+                 cli_n_train=450, build=generate_md_dataset, cli=md_main, doc=__doc__)
+#: the generator's entry points (``generate(out, seed, n_train, ...)`` as :meth:`MDDataset.generate`)
+generate, main = SPEC.generate, SPEC.main
 
 if __name__ == "__main__":
     main()
