@@ -226,3 +226,22 @@ def test_far_apart_groups_neighbours_equal_ase():
         assert len(hd) * 2 == len(d) and np.all(hi <= hj), pbc
         np.testing.assert_allclose(np.sort(np.concatenate([hd, hd])), np.sort(d), atol=1e-9)
     assert split == 7  # every case went through the group-by-group search
+
+
+def test_group_in_a_long_periodic_cell_does_not_kill_vesin():
+    """Found by the fuzzer (slow tier, during a relaxation): a 4-atom group under 1 A across the open directions of
+    a cell periodic along y only with a 1e5 A period. vesin's grid (5 x 199,999 x 5 cells of 0.5 A, over its 1e5
+    cap) was rescaled to 0 cells along x and the process died of SIGFPE; neighbors._grid_collapses now keeps 5 %
+    to spare. In a child process, as a crash would take pytest with it."""
+    import subprocess
+    import sys
+
+    code = ("import numpy as np; from jmp_calc.graph.neighbors import vesin_pairs; "
+            "pos = np.array([[-0.4944657818757783, 10.897493613377568, -0.6975876425964949], "
+            "[-0.6789171690429008, 3.874579092125052, 0.0], [0.0, 10.372627540806754, -0.3400926172908423], "
+            "[-0.7459040899452063, 3.2070405646423255, -0.8551359016751202]]); "
+            "i, j, d = vesin_pairs(pos, np.eye(3) * 1e5, [False, True, False], 0.5, full_list=False, "
+            "quantities='ijd'); print(len(d))")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, f"exit {r.returncode}: {r.stderr[-500:]}"
+    assert r.stdout.split() == ["0"]  # no pair within 0.5 A

@@ -27,16 +27,19 @@ _VESIN_MAX_CELLS = 1e5
 
 def _grid_collapses(heights: np.ndarray, radius: float) -> bool:
     """Whether vesin's cell grid for box ``heights`` (A) could lose a direction; checked for heights 5 % off
-    either way, since which direction is on the unsafe side depends on the shape."""
+    either way, since which direction is on the unsafe side depends on the shape, and with 5 % to spare on the
+    rescaled counts before they are truncated: vesin's own face distances differ from ``heights`` in the last bits,
+    so its count can be one less (a 1e5 A periodic height gave 199,999 cells of 0.5 A, not 200,000, and with two
+    5-cell open directions the rescaled first count 0.999995, truncated to 0: SIGFPE)."""
     if np.prod(np.maximum(np.trunc(heights * 1.05 / radius), 1.0)) <= _VESIN_MAX_CELLS:
         return False  # no scaling reaches the cap (the common case): nothing is rescaled
     for scale in itertools.product((0.95, 1.05), repeat=3):
         n = np.maximum(np.trunc(heights * np.array(scale) / radius), 1.0)
         if np.prod(n) > _VESIN_MAX_CELLS:
             r_xy, r_yz = n[0] / n[1], n[1] / n[2]
-            n2 = np.trunc(np.cbrt(_VESIN_MAX_CELLS / (r_xy * r_yz * r_yz)))
-            n1 = np.trunc(r_yz * n2)
-            if min(n2, n1, np.trunc(r_xy * n1)) < 1:
+            n2 = np.cbrt(_VESIN_MAX_CELLS / (r_xy * r_yz * r_yz))
+            n1 = r_yz * np.trunc(n2)
+            if min(n2, n1, r_xy * np.trunc(n1)) < 1.05:
                 return True
     return False
 
