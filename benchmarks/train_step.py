@@ -45,11 +45,19 @@ def main(argv=None) -> int:
     from training.batching import Collater, MultiTaskDataset, TemperatureSampler
     from training.config import load_config
     from training.module import JMPTrainModule
-    from training.pretrain import build
 
     n_sets = len(load_config(args.config).datasets)
     cfg = load_config(args.config, [f"datasets.{i}.max_train={args.max_train}" for i in range(n_sets)])
-    model, tasks, task_data, trains, _, props = build(cfg)
+    try:
+        from training.build import build_run
+    except ImportError:  # a checkout before the single build path (commit 0224621), for before/after runs
+        from training.pretrain import build
+
+        model, tasks, task_data, trains, _, props = build(cfg)
+    else:
+        run = build_run(cfg, log=lambda *a, **k: None)
+        model, tasks, trains, props = run.model, run.tasks, run.train_sets, run.property_names
+        task_data = tasks  # the collater reads the tasks' graph rules and labels
     bs = cfg.trainer.batch_size
     n = (args.warmup + args.steps) * bs
     sampler = TemperatureSampler([len(t) for t in trains], temperature=cfg.sampling.temperature,
