@@ -14,15 +14,16 @@ import os
 
 import numpy as np
 import torch
+from ase.stress import full_3x3_to_voigt_6_stress
 
 from .config import GraphConfig, HeadConfig
 from .errors import InputError
 from .graph.batch import GraphBatch
 from .graph.structures import as_structure, batch_structures, build_graphs
 from .model.jmp import JMPModel
+from .units import HeadUnits
 
-__all__ = ["Potential", "HeadSettings", "InputError", "resolve_device", "resolve_dtype", "differentiable_geometry",
-           "atom_ref_table"]
+__all__ = ["Potential", "HeadSettings", "InputError", "resolve_device", "resolve_dtype", "differentiable_geometry"]
 
 
 def resolve_device(device) -> torch.device:
@@ -87,15 +88,6 @@ class _StateKey:
         return all(np.array_equal(a, b) for a, b in zip(self.arrays, other.arrays))
 
 
-def atom_ref_table(refs: dict[int, float], num_elements: int, dtype=torch.float64) -> torch.Tensor:
-    """Per-element reference energies (eV) as a table indexed by atomic number (zeros for other elements)."""
-    table = torch.zeros(num_elements + 1, dtype=dtype)
-    for z, e in refs.items():
-        if 0 < z <= num_elements:
-            table[z] = e
-    return table
-
-
 def progress_bar(structures, progress: bool | None):
     """The tqdm bar of :meth:`Potential.iter_predict` over ``structures`` (any iterable; generators have no total).
     ``progress=None``: shown for more than 200 structures."""
@@ -125,10 +117,11 @@ def error_record(index: int, exc: BaseException) -> dict:
     return {"error": reason, "index": index}
 
 
-def nonfinite(result: dict) -> str | None:
-    """Why a prediction is unusable (NaN/inf energy or forces), or None. (Stress is not checked: it is NaN for
-    a structure that is not periodic in 3 directions, where it is not defined and the calculator drops it.)"""
-    bad = [k for k in ("energy", "forces") if k in result and not np.all(np.isfinite(result[k]))]
+def nonfinite(result: dict, *, stress: bool = False) -> str | None:
+    """Why a prediction is unusable (NaN/inf energy or forces, and stress when ``stress``: pass it for structures
+    periodic in 3 directions; elsewhere stress is not defined, NaN, and the calculator drops it), or None."""
+    keys = ("energy", "forces", "stress") if stress else ("energy", "forces")
+    bad = [k for k in keys if k in result and not np.all(np.isfinite(result[k]))]
     return f"the model gave non-finite {'/'.join(bad)}" if bad else None
 
 
@@ -146,13 +139,13 @@ STRUCTURE_ERRORS = (ValueError, TypeError, KeyError)
 @dataclasses.dataclass(frozen=True)
 class HeadSettings:
     """How one head is evaluated: its config and index in the model, force kind, graph settings (with the
-    potential's overrides) and per-element reference energies (a table on the model's device, or None)."""
+    potential's overrides) and its conversion of model units to eV (on the model's device, in its dtype)."""
 
     head: HeadConfig
     index: int
     forces: str
     graph: GraphConfig
-    atom_refs: torch.Tensor | None
+    units: HeadUnits
 
     @property
     def name(self) -> str:
@@ -229,8 +222,8 @@ class Potential:
                 model.card.forces.get(name) or ("direct" if cfg.direct_forces else "conservative"))
             if kind == "direct" and not cfg.direct_forces:
                 raise InputError(f"head {name!r} has no direct-force output; use forces='conservative'")
-            refs = atom_ref_table(cfg.atom_refs, self.num_elements).to(self.device) if cfg.atom_refs else None
-            self.heads[name] = HeadSettings(cfg, idx, kind, dataclasses.replace(cfg.graph, **overrides), refs)
+            units = HeadUnits([cfg], self.num_elements, self.dtype).to(self.device)
+            self.heads[name] = HeadSettings(cfg, idx, kind, dataclasses.replace(cfg.graph, **overrides), units)
         kinds = {h.forces for h in self.heads.values()}
         #: "direct" or "conservative" (every head alike), else "mixed"
         self.forces = kinds.pop() if len(kinds) == 1 else "mixed"
@@ -392,21 +385,13 @@ class Potential:
         props = set(props)
         want_grad = settings.forces == "conservative" and ("forces" in props or "stress" in props)
         stress = "stress" in props
-        hc = settings.head
         with torch.inference_mode(not want_grad), torch.enable_grad() if want_grad else contextlib.nullcontext():
             pos_leaf, eps, pos, cell = differentiable_geometry(g, positions=want_grad, strain=stress)
             out = self.model(g, heads=[settings.index], pos=pos, cell=cell, return_features=True,
                              direct_forces=settings.forces == "direct" and "forces" in props)
-            std, mean = hc.energy_std, hc.energy_mean
-            energy = out["energy"][:, 0] * std + mean
-            node_e = out["node_energy"][:, 0] * std
-            if hc.reduction == "mean":
-                node_e = node_e / g.natoms[g.batch]
-            node_e = node_e + mean / g.natoms[g.batch]
-            if settings.atom_refs is not None:
-                ref = settings.atom_refs[g.numbers].to(self.dtype)
-                node_e = node_e + ref
-                energy = energy + ref.new_zeros(g.num_structures).index_add_(0, g.batch, ref)
+            u, head0 = settings.units, g.batch.new_zeros(g.num_structures)  # the one head of ``u``
+            energy = u.energy(out["energy"][:, 0], head0, g.batch, g.numbers)
+            node_e = u.node_energy(out["node_energy"][:, 0], head0, g.batch, g.numbers, g.natoms)
             result = {"energy": energy.detach(), "energies": node_e.detach()}
             if want_grad:
                 grads = torch.autograd.grad(energy.sum(), [pos_leaf] + ([eps] if stress else []))
@@ -416,7 +401,7 @@ class Potential:
                     vol = torch.abs(torch.linalg.det(g.cell))
                     result["stress"] = grads[1] / vol[:, None, None]
             elif "forces" in props:
-                result["forces"] = out["forces"][:, :, 0].detach() * hc.force_std
+                result["forces"] = u.forces(out["forces"][:, :, 0].detach(), head0, g.batch)
         return result
 
     def predict_many(self, structures, *, batch_size: int | None = None, max_atoms: int | None = None,
@@ -482,7 +467,8 @@ class Potential:
                     n_atoms + e.graphs.n_atoms > max_atoms or n_edges + len(e.graphs.main) > max_edges)
                 if (e is None or full) and chunk:
                     results = self._evaluate(chunk, props)
-                    bad = [(x, why) for x, r in zip(chunk, results) if (why := nonfinite(r))]
+                    bad = [(x, why) for x, r in zip(chunk, results)
+                           if (why := nonfinite(r, stress=bool(np.all(x.structure.pbc))))]
                     if bad:
                         if not skip:
                             x, why = bad[0]
@@ -524,6 +510,6 @@ class Potential:
                 d[k] = parts[i].numpy()
             if "stress" in result:
                 s = result["stress"][i].cpu().double().numpy()
-                d["stress"] = np.array([s[0, 0], s[1, 1], s[2, 2], s[1, 2], s[0, 2], s[0, 1]])
+                d["stress"] = full_3x3_to_voigt_6_stress(s)
             out.append(d)
         return out

@@ -135,7 +135,5 @@ def test_ddp_killed_mid_epoch_resumes_to_the_same_curve(resumed, ddp_run):
     assert len(a) == len(b) == 2
 
 
-@pytest.mark.xfail(strict=True, reason="training/module.py on_save_checkpoint stores rank 0's partial-epoch train "
-                   "sums only; after a resume rank 1's sums of the interrupted epoch are rank 0's copy")
 def test_ddp_resumed_epoch_train_metrics(resumed, ddp_run):
     _same_curve(_rows(resumed), _rows(ddp_run), rel=1e-6)

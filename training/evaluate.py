@@ -14,6 +14,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+from ase.stress import voigt_6_to_full_3x3_stress
 
 from .config import ConfigError
 from .data.base import DataError
@@ -58,7 +59,7 @@ def evaluate_model(model_dir, samples, *, out: Path | None = None, head: str | N
                 pairs["forces"][1].append(s.forces.reshape(-1))
             if "stress" in p and s.stress is not None:
                 st = np.asarray(p["stress"])
-                st = st if st.shape == (3, 3) else _voigt_to_full(st)
+                st = st if st.shape == (3, 3) else voigt_6_to_full_3x3_stress(st.reshape(-1))
                 pairs.setdefault("stress", ([], []))[0].append(st.reshape(-1))
                 pairs["stress"][1].append(s.stress.reshape(-1))
     for prop in [t for t in targets if t not in ("energy", "forces", "stress")]:
@@ -79,11 +80,6 @@ def evaluate_model(model_dir, samples, *, out: Path | None = None, head: str | N
         (out / "test_metrics.json").write_text(json.dumps(report, indent=1) + "\n")
         _parity(flat, out / "parity.png", title=str(card.name or model_dir))
     return report
-
-
-def _voigt_to_full(s):
-    s = np.asarray(s).reshape(-1)
-    return np.array([[s[0], s[5], s[4]], [s[5], s[1], s[3]], [s[4], s[3], s[2]]])
 
 
 def _parity(flat: dict, path: Path, title: str) -> None:

@@ -14,7 +14,8 @@ import lightning.pytorch as pl
 import torch
 
 from jmp_calc.model import JMPModel
-from jmp_calc.potential import atom_ref_table, differentiable_geometry
+from jmp_calc.potential import differentiable_geometry
+from jmp_calc.units import HeadUnits
 
 from .batching import TrainBatch
 from .config import OptimConfig
@@ -73,12 +74,7 @@ class JMPTrainModule(pl.LightningModule):
         self.tasks = list(tasks)
         self.optim = optim
         self.property_names = list(property_names)
-        heads = model.heads
-        self.register_buffer("e_std", torch.tensor([h.energy_std for h in heads], dtype=torch.float64), False)
-        self.register_buffer("e_mean", torch.tensor([h.energy_mean for h in heads], dtype=torch.float64), False)
-        self.register_buffer("f_std", torch.tensor([h.force_std for h in heads], dtype=torch.float64), False)
-        refs = torch.stack([atom_ref_table(h.atom_refs or {}, model.config.num_elements) for h in heads])
-        self.register_buffer("refs", refs, False)  # (H, Z + 1) eV
+        self.units = HeadUnits(model.heads, model.config.num_elements)  # model units -> eV, as the calculator
         self.register_buffer("task_head", torch.tensor([t.head if t.head is not None else 0 for t in tasks]), False)
         self.register_buffer("task_w", torch.tensor([[t.energy_weight, t.force_weight, t.stress_weight]
                                                      for t in tasks], dtype=torch.float64), False)
@@ -93,10 +89,7 @@ class JMPTrainModule(pl.LightningModule):
     # ------------------------------------------------------------------ predictions and losses
     def _energies(self, out_e: torch.Tensor, g, heads: torch.Tensor) -> torch.Tensor:
         """eV per structure from model units of the given head per structure."""
-        e = out_e.gather(1, heads[:, None])[:, 0].to(torch.float64)
-        ref_atoms = self.refs[heads[g.batch], g.numbers]
-        ref = ref_atoms.new_zeros(g.num_structures).index_add_(0, g.batch, ref_atoms)
-        return e * self.e_std[heads] + self.e_mean[heads] + ref
+        return self.units.energy(out_e.gather(1, heads[:, None])[:, 0], heads, g.batch, g.numbers)
 
     def compute(self, b: TrainBatch, train: bool) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         g, task = b.g, b.task
@@ -125,19 +118,19 @@ class JMPTrainModule(pl.LightningModule):
                     stress = grads[-1].to(torch.float64) / vol[:, None, None]
             if direct:
                 f_dir = out["forces"][torch.arange(g.pos.shape[0], device=g.pos.device), :, heads[g.batch]]
-                f_dir = f_dir.to(torch.float64) * self.f_std[heads[g.batch]][:, None]
+                f_dir = self.units.forces(f_dir, heads, g.batch)
                 forces = f_dir if forces is None else torch.where(cons_atoms[:, None], forces, f_dir)
 
         B = g.num_structures
         zero = energy.new_zeros(B)
         w = self.task_w[task]  # (B, 3)
-        std = self.e_std[heads]
+        std = self.units.energy_std[heads]
         e_err = torch.where(has_e, energy - torch.nan_to_num(b.energy), zero)
         loss_s = w[:, 0] * torch.abs(e_err) / std
         metrics = {"energy": (e_err.abs(), has_e), "energy_per_atom": (e_err.abs() / g.natoms, has_e)}
         if forces is not None:
             f_err = torch.where(has_f[:, None], forces.to(torch.float64) - torch.nan_to_num(b.forces), 0.0)
-            norm = torch.linalg.vector_norm(f_err, dim=1) / self.f_std[heads[g.batch]]
+            norm = torch.linalg.vector_norm(f_err, dim=1) / self.units.force_std[heads[g.batch]]
             n_f = zero.index_add(0, g.batch, has_f.to(zero.dtype))
             per_struct = zero.index_add(0, g.batch, norm) / n_f.clamp(min=1)
             loss_s = loss_s + w[:, 1] * per_struct
@@ -157,7 +150,7 @@ class JMPTrainModule(pl.LightningModule):
             pred = self._energies(out["energy"], g, hp)
             p_err = torch.where(has_p, pred - torch.nan_to_num(val), zero)
             w_p = torch.tensor(wp, device=task.device, dtype=zero.dtype)[task]
-            loss_s = loss_s + w_p * p_err.abs() / self.e_std[hp]
+            loss_s = loss_s + w_p * p_err.abs() / self.units.energy_std[hp]
             metrics[p] = (p_err.abs(), has_p)
         loss = loss_s.mean()
         metrics["loss"] = (loss_s.detach(), torch.ones_like(has_e))
@@ -192,13 +185,25 @@ class JMPTrainModule(pl.LightningModule):
     def _accumulate(self, stage: str, sums: dict[str, torch.Tensor]) -> None:
         acc = self._sums[stage]
         for k, v in sums.items():
-            acc[k] = acc[k] + v.detach() if k in acc else v.detach().clone()
+            acc[k] = acc[k].to(v.device) + v.detach() if k in acc else v.detach().clone()
+
+    def _reduced(self, acc: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """``acc`` summed over the DDP ranks. The ranks' keys can differ (a rank whose batches had no structure of a
+        dataset, or no forces, has no sums for it): every rank reduces the union of all ranks' keys, in one order,
+        with zeros where it has none (a collective over different keys would hang or mix metrics up)."""
+        if self.trainer.world_size <= 1 or not torch.distributed.is_initialized():
+            return acc
+        keys: list = [None] * self.trainer.world_size
+        torch.distributed.all_gather_object(keys, sorted(acc))
+        zero = torch.zeros(2, dtype=torch.float64, device=self.device)
+        # reduce copies: the strategy's all-reduce works in place, and the running sums must stay this rank's
+        return {k: self.trainer.strategy.reduce(acc[k].to(self.device, copy=True) if k in acc else zero.clone(),
+                                                reduce_op="sum") for k in sorted(set().union(*keys))}
 
     def _log_epoch(self, stage: str) -> dict[str, float]:
         acc, self._sums[stage] = self._sums[stage], {}
         logged = {}
-        for k, v in sorted(acc.items()):
-            v = self.trainer.strategy.reduce(v, reduce_op="sum") if self.trainer.world_size > 1 else v
+        for k, v in self._reduced(acc).items():
             if float(v[1]) > 0:
                 logged[f"{stage}/{k}"] = float(v[0] / v[1])
         losses = [val for key, val in logged.items() if key.endswith("/loss")]
@@ -261,7 +266,10 @@ class JMPTrainModule(pl.LightningModule):
 
         checkpoint["jmp_calc"] = {
             "plateau": dict(self.plateau), "batches_this_epoch": self.batches_this_epoch,
-            "epoch": self.current_epoch, "train_sums": {k: v.cpu() for k, v in self._sums["train"].items()},
+            # the interrupted epoch's training sums of every rank (a collective: all ranks save together); rank 0
+            # takes them back on resume, the others start from zero, so the epoch's reduced metrics are whole
+            "epoch": self.current_epoch,
+            "train_sums": {k: v.cpu() for k, v in self._reduced(self._sums["train"]).items()},
             "rng": {"torch": torch.get_rng_state(), "numpy": _np_state(np.random.get_state()),
                     "python": random.getstate()},
         }
@@ -274,7 +282,7 @@ class JMPTrainModule(pl.LightningModule):
         state = checkpoint.get("jmp_calc", {})
         self.plateau.update(state.get("plateau", {}))
         self._resume_batches = int(state.get("batches_this_epoch", 0))
-        self._sums["train"] = dict(state.get("train_sums", {}))
+        self._sums["train"] = dict(state.get("train_sums", {})) if self.trainer.global_rank == 0 else {}
         sampler = getattr(self, "sampler", None)
         if sampler is not None and self._resume_batches * self.batch_size >= len(sampler):
             # saved after the epoch's last batch (at the epoch's end): the next epoch starts afresh

@@ -28,7 +28,8 @@ from jmp_calc.graph.batch import collate
 from jmp_calc.graph.structures import as_structure, build_graphs
 from jmp_calc.io import save_model
 from jmp_calc.model import JMPModel
-from jmp_calc.potential import atom_ref_table, differentiable_geometry
+from jmp_calc.potential import differentiable_geometry
+from jmp_calc.units import HeadUnits
 
 
 def read_frames(path: Path):
@@ -79,15 +80,13 @@ class Data:
             yield [self.items[i] for i in idx[k:k + batch_size]]
 
 
-def _forward(model, items, refs_table, head: HeadConfig, train: bool, stress_weight: float):
+def _forward(model, items, units, head: HeadConfig, train: bool, stress_weight: float):
     structs = [it[0] for it in items]
     g = collate([it[1] for it in items], [s.positions for s in structs], [s.numbers for s in structs],
                 [s.cell for s in structs])
     pos, eps, p, cell = differentiable_geometry(g, positions=True, strain=True)
     out = model(g, pos=p, cell=cell, direct_forces=False)
-    ref = refs_table[g.numbers]
-    e_ref = ref.new_zeros(g.num_structures).index_add_(0, g.batch, ref)
-    energy = out["energy"][:, 0] * head.energy_std + e_ref
+    energy = units.energy(out["energy"][:, 0], g.batch.new_zeros(g.num_structures), g.batch, g.numbers)  # eV
     grads = torch.autograd.grad(energy.sum(), [pos, eps], create_graph=train)
     forces = -grads[0]
     vol = torch.abs(torch.linalg.det(g.cell)).clamp(min=1e-9)
@@ -108,11 +107,11 @@ def _forward(model, items, refs_table, head: HeadConfig, train: bool, stress_wei
     return loss, e_err.abs().detach(), f_err.abs().detach(), s_abs
 
 
-def evaluate(model, data: Data, refs_table, head, batch_size=16):
+def evaluate(model, data: Data, units, head, batch_size=16):
     model.eval()
     e, f, s = [], [], []
     for items in data.batches(batch_size, None):
-        _, ea, fa, sa = _forward(model, items, refs_table, head, train=False, stress_weight=0.0)
+        _, ea, fa, sa = _forward(model, items, units, head, train=False, stress_weight=0.0)
         e.append(ea), f.append(fa.reshape(-1))
         if sa is not None:
             s.append(sa.reshape(-1))
@@ -154,7 +153,7 @@ def main(argv=None):
                                         max_neighbors_a2ee2a=args.max_neighbors_a2ee2a,
                                         max_neighbors_qint=args.max_neighbors_qint))
     model = JMPModel(cfg, [head])
-    refs_table = atom_ref_table(refs, cfg.num_elements, dtype=torch.float32)
+    units = HeadUnits([head], cfg.num_elements, torch.float32)  # model units -> eV, as the calculator
     train, valid = Data(train_frames, head, cfg.qint_tags), Data(valid_frames, head, cfg.qint_tags)
     opt = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=1e-4)
     deadline = time.time() + args.max_time * 60
@@ -172,7 +171,7 @@ def main(argv=None):
             frac = min(1.0, (time.time() - start) / (deadline - start))  # cosine over the time budget
             for grp in opt.param_groups:
                 grp["lr"] = args.lr * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * frac))) * min(1.0, (step + 1) / 50)
-            loss, *_ = _forward(model, items, refs_table, head, train=True, stress_weight=1.0)
+            loss, *_ = _forward(model, items, units, head, train=True, stress_weight=1.0)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), 5.0)
@@ -181,7 +180,7 @@ def main(argv=None):
             with torch.no_grad():
                 for pe, pm in zip(ema.parameters(), model.parameters()):
                     pe.mul_(0.99).add_(pm, alpha=0.01)
-        metrics = evaluate(ema, valid, refs_table, head)
+        metrics = evaluate(ema, valid, units, head)
         rows.append({"epoch": epoch, "wall_s": round(time.time() - start, 1), "lr": opt.param_groups[0]["lr"],
                      **{f"valid_{k}": v for k, v in metrics.items()}})
         score = metrics["energy_mae_ev_per_atom"] + metrics["forces_mae_ev_per_a"]
@@ -199,12 +198,12 @@ def main(argv=None):
         "elements": sorted(int(z) for z in refs), "forces": {"energy": "conservative"}, "default_head": "energy",
         "dispersion": False, "license": "MIT", "training_data": args.description,
         "n_train_frames": len(train.items), "n_valid_frames": len(valid.items),
-        "valid_metrics": evaluate(ema, valid, refs_table, head), "epochs": len(rows),
+        "valid_metrics": evaluate(ema, valid, units, head), "epochs": len(rows),
         "trained_from": "scratch (random init), experiments.mini_jmp.quickfit",
     }
     if args.test:
         test = Data(read_frames(args.test), head, cfg.qint_tags)
-        card["test_metrics"] = evaluate(ema, test, refs_table, head)
+        card["test_metrics"] = evaluate(ema, test, units, head)
         card["n_test_frames"] = len(test.items)
     readme = (f"# {args.name}\n\nA small GemNet-OC potential ({sum(p.numel() for p in ema.parameters()):,} "
               f"parameters, {args.cutoff} A graph) trained from scratch with `experiments.mini_jmp.quickfit` on "

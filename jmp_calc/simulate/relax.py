@@ -86,11 +86,12 @@ def evaluate_isolated(potential, atoms_list, indices, props, skip: bool, errors:
         graphs.append(g)
     while True:
         preds = potential.predict([atoms_list[i] for i in todo], properties=props, graphs=graphs)
-        bad = {k for k, r in enumerate(preds) if nonfinite(r)}
+        why = {k: nonfinite(r, stress=bool(np.all(atoms_list[todo[k]].pbc))) for k, r in enumerate(preds)}
+        bad = {k for k, reason in why.items() if reason}
         if not bad:
             return dict(zip(todo, preds))
         for k in sorted(bad):
-            fail(todo[k], nonfinite(preds[k]))
+            fail(todo[k], why[k])
         todo = [i for k, i in enumerate(todo) if k not in bad]
         graphs = [g for k, g in enumerate(graphs) if k not in bad]
 

@@ -10,6 +10,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
+from ase.stress import voigt_6_to_full_3x3_stress
 
 __all__ = ["Sample", "Samples", "DataError", "HARTREE", "KCAL_MOL", "BOHR", "drop_large_forces"]
 
@@ -62,7 +63,7 @@ class Sample:
         if self.stress is not None:
             s = np.asarray(self.stress, dtype=np.float64)
             if s.shape == (6,):  # Voigt xx yy zz yz xz xy
-                s = np.array([[s[0], s[5], s[4]], [s[5], s[1], s[3]], [s[4], s[3], s[2]]])
+                s = voigt_6_to_full_3x3_stress(s)
             if s.shape != (3, 3):
                 raise DataError(f"{self.source or 'sample'}: stress has shape {s.shape}, expected (3, 3) or (6,)")
             self.stress = s
