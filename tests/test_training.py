@@ -273,7 +273,7 @@ def test_finetune_is_a_run_config_that_pretrain_repeats(data, pretrained, tmp_pa
 def test_task_presets_are_dataset_configs(tmp_path):
     """A --task preset is a DatasetConfig (the one task record) plus run settings; its splits come from the
     shared split function: rMD17 950 / 50 / rest, MatBench 5 folds."""
-    from training.splits import kfold_indices, split_indices
+    from training.splits import kfold_indices, train_val_rest
     from training.tasks import get_task
 
     d = get_task("rmd17-aspirin").dataset_config(tmp_path)
@@ -282,12 +282,12 @@ def test_task_presets_are_dataset_configs(tmp_path):
     mb = get_task("matbench-mp_gap").dataset_config(tmp_path, fold=3)
     assert (mb.kfold, mb.fold, mb.energy, mb.targets, mb.head_name("gap pbe")) == (5, 3, False, ("gap pbe",),
                                                                                     "gap pbe")
-    tr, va, rest = split_indices(1000, n_val=50, n_train=950, seed=1)
+    tr, va, rest = train_val_rest(1000, n_val=50, n_train=950, seed=1)
     assert len(tr) == 950 and len(va) == 50 and not len(rest) and not set(tr) & set(va)
     folds = [kfold_indices(100, 5, f, 18012019)[1] for f in range(5)]
     assert sorted(np.concatenate(folds).tolist()) == list(range(100))
     with pytest.raises(ConfigError, match="cannot split 10 structures into 950 train"):
-        split_indices(10, n_val=50, n_train=950)
+        train_val_rest(10, n_val=50, n_train=950)
     with pytest.raises(ConfigError, match="forces and stress are derived from the energy head"):
         DatasetConfig(name="x", energy=False)
 

@@ -23,8 +23,9 @@ import numpy as np
 
 from .config import ConfigError, DatasetConfig
 from .data.base import Samples
+from .data.stats import split_indices
 
-__all__ = ["Splits", "split_indices", "kfold_indices", "subset", "load_splits", "read_labelled"]
+__all__ = ["Splits", "train_val_rest", "kfold_indices", "subset", "load_splits", "read_labelled"]
 
 
 @dataclass
@@ -34,15 +35,15 @@ class Splits:
     test: Samples | None = None
 
 
-def split_indices(n: int, *, n_val: int, n_train: int | None = None, seed: int = 0
-                  ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Sorted (train, val, rest) indices of ``n`` items: a seeded permutation, its first ``n_train`` (default
-    ``n - n_val``) items for training, the next ``n_val`` for validation, the rest left over."""
+def train_val_rest(n: int, *, n_val: int, n_train: int | None = None, seed: int = 0
+                   ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Sorted (train, val, rest) indices of ``n`` items (:func:`training.data.stats.split_indices`, the one seeded
+    partition): ``n_train`` (default ``n - n_val``) for training, then ``n_val`` for validation, the rest left over."""
     n_train = n - n_val if n_train is None else n_train
     if n_val < 1 or n_train < 1 or n_train + n_val > n:
         raise ConfigError(f"cannot split {n} structures into {n_train} train + {n_val} validation")
-    perm = np.random.default_rng(seed).permutation(n)
-    return np.sort(perm[:n_train]), np.sort(perm[n_train:n_train + n_val]), np.sort(perm[n_train + n_val:])
+    parts = split_indices(n, {"train": n_train, "val": n_val, "rest": None}, seed=seed)
+    return np.sort(parts["train"]), np.sort(parts["val"]), np.sort(parts["rest"])
 
 
 def kfold_indices(n: int, k: int, fold: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -104,7 +105,7 @@ def load_splits(d: DatasetConfig, seed: int, *, log=print) -> Splits:
         train = data.subset(rest)
     if val is None:
         n_val = d.val_size if d.val_size is not None else max(1, int(round(len(train) * d.val_fraction)))
-        tr, va, rest = split_indices(len(train), n_val=n_val, n_train=d.train_size, seed=seed)
+        tr, va, rest = train_val_rest(len(train), n_val=n_val, n_train=d.train_size, seed=seed)
         if test is None and len(rest):
             test = train.subset(rest)
         train, val = train.subset(tr), train.subset(va)

@@ -10,7 +10,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
-from ase.stress import voigt_6_to_full_3x3_stress
+from ase.stress import full_3x3_to_voigt_6_stress, voigt_6_to_full_3x3_stress
 
 __all__ = ["Sample", "Samples", "DataError", "HARTREE", "KCAL_MOL", "BOHR", "drop_large_forces"]
 
@@ -92,8 +92,7 @@ class Sample:
         at.info.update(self.properties)
         res = {k: v for k, v in (("energy", self.energy), ("forces", self.forces)) if v is not None}
         if self.stress is not None:
-            s = self.stress
-            res["stress"] = np.array([s[0, 0], s[1, 1], s[2, 2], s[1, 2], s[0, 2], s[0, 1]])
+            res["stress"] = full_3x3_to_voigt_6_stress(self.stress)
         if res:
             at.calc = SinglePointCalculator(at, **res)
         return at
