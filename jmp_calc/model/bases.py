@@ -66,6 +66,12 @@ def smooth_dihedral_basis(u: torch.Tensor, w: torch.Tensor, num_spherical: int, 
     r^2 = |u|^2 |w|^2, a polynomial in the components, hence smooth where u or w vanish."""
     s = (u * w).sum(-1)
     r2 = (u * u).sum(-1) * (w * w).sum(-1)
+    return _homogeneous_legendre(s, r2, num_spherical, dim)
+
+
+def _homogeneous_legendre(s: torch.Tensor, r2: torch.Tensor, num_spherical: int, dim: int) -> torch.Tensor:
+    """``sqrt((2l+1)/4pi) Q_l`` for l < num_spherical, stacked along ``dim``, from ``s = u.w`` and
+    ``r2 = |u|^2 |w|^2`` by the homogeneous Legendre recurrence (see :func:`smooth_dihedral_basis`)."""
     q = [torch.ones_like(s)]
     if num_spherical > 1:
         q.append(s)
@@ -85,13 +91,7 @@ def smooth_dihedral_padded(u: torch.Tensor, w: torch.Tensor, pad: torch.Tensor, 
     uc = u.T[:, :, None]
     s = uc[0] * wc[0] + uc[1] * wc[1] + uc[2] * wc[2]
     r2 = (u * u).sum(-1)[:, None] * w2
-    q = [torch.ones_like(s)]
-    if num_spherical > 1:
-        q.append(s)
-    for l in range(2, num_spherical):
-        q.append((const(2.0 * l - 1, s) * s * q[l - 1] - const(l - 1.0, s) * r2 * q[l - 2]) / const(float(l), s))
-    norms = [math.sqrt((2 * l + 1) / (4 * math.pi)) for l in range(num_spherical)]
-    return torch.stack([const(n, s) * ql for n, ql in zip(norms, q)], dim=1)
+    return _homogeneous_legendre(s, r2, num_spherical, dim=1)
 
 
 def legendre_outer_basis(cos_cab: torch.Tensor, angle_cabd: torch.Tensor, num_spherical: int) -> torch.Tensor:
