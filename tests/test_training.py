@@ -292,6 +292,34 @@ def test_task_presets_are_dataset_configs(tmp_path):
         DatasetConfig(name="x", energy=False)
 
 
+def test_task_preset_end_to_end(tmp_path):
+    """--task: the preset's dataset (file under --data-dir, 950/50/rest split here overridden to 16/4/rest with
+    --set), the shared split function, and the test set = the rest, evaluated after training."""
+    from ase.build import molecule
+
+    from training.finetune import main
+
+    rng = np.random.default_rng(0)
+    mol = molecule("CH3CH2OH")
+    coords = mol.positions[None] + 0.05 * rng.standard_normal((28, len(mol), 3))
+    k = 5.0  # a harmonic well around the equilibrium: energy in kcal/mol, forces in kcal/mol/A
+    disp = coords - mol.positions[None]
+    path = tmp_path / "rmd17" / "npz_data" / "rmd17_ethanol.npz"
+    path.parent.mkdir(parents=True)
+    np.savez(path, nuclear_charges=mol.numbers, coords=coords, energies=0.5 * k * (disp**2).sum((1, 2)),
+             forces=-k * disp)
+    out = tmp_path / "run"
+    assert main(["--task", "rmd17-ethanol", "--data-dir", str(tmp_path), "--base", "jmp-mini-s", "--out", str(out),
+                 "--epochs", "1", "--no-progress", "--threads", "1",
+                 "--set", "datasets.0.train_size=16", "datasets.0.val_size=4"]) == 0
+    cfg = json.loads((out / "config.json").read_text())
+    assert cfg["datasets"][0]["train"] == str(path) and cfg["trainer"]["batch_size"] == 4  # the preset's
+    card = json.loads((out / "model" / "config.json").read_text())["card"]
+    assert (card["n_train"], card["n_valid"], card["targets"]) == (16, 4, ["energy", "forces"])
+    test = json.loads((out / "test_metrics.json").read_text())
+    assert test["forces"]["n"] == 8 * len(mol) * 3  # the 8 frames neither trained on nor validated
+
+
 def test_forty_task_presets():
     from training.tasks import TASKS
 
