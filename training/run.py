@@ -33,7 +33,7 @@ def _test(run: TrainingRun, result: RunResult) -> dict:
 
     tested = [(d, t, s.test) for d, t, s in zip(run.cfg.datasets, run.tasks, run.splits)
               if s.test is not None and len(s.test)]
-    if not tested:
+    if not tested or not result.is_global_zero:  # DDP: rank 0 tests the model it exported
         return {}
     out = Path(run.cfg.out)
     reports = {}

@@ -94,6 +94,7 @@ class RunResult:
     best: dict  #: the metrics.csv row of the best validation
     wall_s: float
     exported: dict = dataclasses.field(default_factory=dict)  #: which weights model_dir holds (load_best_weights)
+    is_global_zero: bool = True  #: this process wrote the export (DDP: rank 0)
 
 
 def write_learning_curve(rows: list[dict], path: Path, title: str) -> None:
@@ -225,7 +226,7 @@ def fit(run: TrainingRun, *, resume: bool, card: dict, readme: str) -> RunResult
         save_model(model.cpu(), model_dir, card=card, readme=readme.format(**card) if "{" in readme else readme,
                    overwrite=True)
         write_learning_curve(rows, out / "learning_curve.png", cfg.name)
-    return RunResult(out, model_dir, rows, best, time.time() - start, exported)
+    return RunResult(out, model_dir, rows, best, time.time() - start, exported, trainer.is_global_zero)
 
 
 def describe_weights(exported: dict) -> str:
