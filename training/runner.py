@@ -106,8 +106,12 @@ def write_learning_curve(rows: list[dict], path: Path, title: str) -> None:
     keys = sorted({k[len("val/"):] for r in rows for k in r if k.startswith("val/") and not k.endswith("loss")})
     if not rows or not keys:
         return
-    fig, axes = plt.subplots(1, len(keys), figsize=(4.2 * len(keys), 3.4), squeeze=False)
-    for ax, k in zip(axes[0], keys):
+    ncols = min(len(keys), 3)  # one row per dataset of a pre-training run (energy, per atom, forces)
+    nrows = math.ceil(len(keys) / ncols)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(4.2 * ncols, 3.2 * nrows), squeeze=False)
+    for ax in axes.flat[len(keys):]:
+        ax.set_visible(False)
+    for ax, k in zip(axes.flat, keys):
         for stage, style in (("train", "--"), ("val", "-")):
             xs = [r["epoch"] for r in rows if f"{stage}/{k}" in r]
             ys = [r[f"{stage}/{k}"] for r in rows if f"{stage}/{k}" in r]
