@@ -11,8 +11,7 @@ step for these molecules on one core). Energies eV, forces eV/A (JMP trains MD22
 
 from __future__ import annotations
 
-from .common import MDDataset
-from .molecular_md import generate_md_dataset, md_main
+from .molecular_md import MDDataset
 
 DATASET = "mini-md22"
 METHOD = "GFN2-xTB (tblite 0.8 via tblite.ase.TBLite), Langevin MD"
@@ -25,7 +24,7 @@ MOLECULES = {
 
 SPEC = MDDataset(module="mini_md22", dataset=DATASET, method=METHOD, molecules=MOLECULES,
                  default_molecules=DEFAULT_MOLECULES, n_train=250, n_test=100, equil=200, timestep_fs=1.0,
-                 cli_n_train=250, build=generate_md_dataset, cli=md_main, doc=__doc__)
+                 cli_n_train=250, doc=__doc__)
 #: the generator's entry points (``generate(out, seed, n_train, ...)`` as :meth:`MDDataset.generate`)
 generate, main = SPEC.generate, SPEC.main
 

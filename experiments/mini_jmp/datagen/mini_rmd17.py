@@ -12,8 +12,7 @@ Energies eV, forces eV/A (rMD17 npz uses kcal/mol: 1 eV = 23.0605 kcal/mol).
 
 from __future__ import annotations
 
-from .common import MDDataset
-from .molecular_md import generate_md_dataset, md_main
+from .molecular_md import MDDataset
 
 DATASET = "mini-rmd17"
 METHOD = "GFN2-xTB (tblite 0.8 via tblite.ase.TBLite), Langevin MD"
@@ -32,7 +31,7 @@ MOLECULES = {
 
 SPEC = MDDataset(module="mini_rmd17", dataset=DATASET, method=METHOD, molecules=MOLECULES,
                  default_molecules=DEFAULT_MOLECULES, n_train=950, n_test=200, equil=400, timestep_fs=0.5,
-                 cli_n_train=450, build=generate_md_dataset, cli=md_main, doc=__doc__)
+                 cli_n_train=450, doc=__doc__)
 #: the generator's entry points (``generate(out, seed, n_train, ...)`` as :meth:`MDDataset.generate`)
 generate, main = SPEC.generate, SPEC.main
 

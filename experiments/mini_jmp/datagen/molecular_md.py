@@ -12,6 +12,7 @@ Per molecule (one unit, so a restart redoes at most one molecule):
 from __future__ import annotations
 
 import argparse
+from dataclasses import dataclass
 from pathlib import Path
 
 from .common import command_line, extxyz_safe, langevin, run_chunked, single_point, unit_rng, xtb_calc
@@ -119,3 +120,52 @@ def md_main(argv, *, doc: str, generate, molecules: dict, default_molecules, n_t
     args = ap.parse_args(argv)
     return generate(args.out, args.seed, args.n_train, args.n_val, args.n_test, args.stride, args.equil,
                     molecules=args.molecules)
+
+
+@dataclass(frozen=True)
+class MDDataset:
+    """One molecular-MD generator (mini_rmd17, mini_md22): its names, molecules and defaults, declared once, and its
+    ``generate`` / ``main``. ``n_train`` is :meth:`generate`'s default and ``cli_n_train`` the command line's (the
+    committed data's); the command line's other defaults are :meth:`generate`'s (``n_val`` 50 and ``stride`` 5 are
+    ``md_main``'s). ``doc``: the generator module's docstring (its ``--help``)."""
+
+    module: str
+    dataset: str
+    method: str
+    molecules: dict[str, str]
+    default_molecules: tuple[str, ...]
+    n_train: int
+    n_test: int
+    equil: int
+    timestep_fs: float
+    cli_n_train: int
+    doc: str = ""
+    n_val: int = 50
+    stride: int = 5
+    temperature_K: float = 500.0
+    prerelax_steps: int = 300
+
+    def generate(self, out: Path, seed: int = 0, n_train: int | None = None, n_val: int | None = None,
+                 n_test: int | None = None, stride: int | None = None, equil: int | None = None,
+                 timestep_fs: float | None = None, temperature_K: float | None = None, molecules=None,
+                 prerelax_steps: int | None = None, stop_after_chunks: int | None = None,
+                 progress: bool = True) -> dict | None:
+        """The dataset under ``out`` (resumable; see ``molecular_md.generate_md_dataset``); None: this dataset's
+        default. ``molecules``: a subset of :attr:`molecules` (None: all of them). Returns the meta dict."""
+        def pick(value, default):
+            return default if value is None else value
+
+        return generate_md_dataset(out, module=self.module, dataset=self.dataset, method=self.method,
+                          molecules=self.molecules, only=molecules, seed=seed, n_train=pick(n_train, self.n_train),
+                          n_val=pick(n_val, self.n_val), n_test=pick(n_test, self.n_test),
+                          stride=pick(stride, self.stride), equil=pick(equil, self.equil),
+                          timestep_fs=pick(timestep_fs, self.timestep_fs),
+                          temperature_K=pick(temperature_K, self.temperature_K),
+                          prerelax_steps=pick(prerelax_steps, self.prerelax_steps),
+                          stop_after_chunks=stop_after_chunks, progress=progress)
+
+    def main(self, argv=None):
+        """The command line (``python -m experiments.mini_jmp.datagen.<module>``)."""
+        return md_main(argv, doc=self.doc, generate=self.generate, molecules=self.molecules,
+                        default_molecules=self.default_molecules, n_train=self.cli_n_train, n_test=self.n_test,
+                        equil=self.equil, timestep_fs=self.timestep_fs)
