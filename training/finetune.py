@@ -145,7 +145,7 @@ def run_config(args) -> tuple[RunConfig, object]:
             name="energy", train=args.train, val=args.valid, test=args.test, format=args.format,
             set_tags_to="auto", energy=energy, forces=args.forces if "forces" in targets else "none",
             stress="stress" in targets, atom_refs=True,
-            properties={p: {"weight": 1.0, "reduction": args.pooling or "sum", "atom_refs": False} for p in props},
+            properties={p: {"weight": 1.0, "reduction": "sum", "atom_refs": False} for p in props},
             heads={**({"energy": "energy"} if energy else {}), **{p: p for p in props}})
     if args.pooling:
         ds.properties = {p: {**spec, "reduction": args.pooling} for p, spec in ds.properties.items()}

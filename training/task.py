@@ -33,7 +33,3 @@ class Task:
     @property
     def has_forces(self) -> bool:
         return self.forces != "none"
-
-    @property
-    def property_names(self) -> tuple[str, ...]:
-        return tuple(self.properties)
