@@ -7,13 +7,21 @@ torch and the model) that the per-atom memory is counted above. Calls are timed 
 1,500 atoms: median of 3; larger: one call); user and system CPU time per call are printed too (system time is
 mostly the kernel zero-filling the pages of large tensors, which glibc maps afresh for every block over 32 MB).
 
-    python benchmarks/scaling.py [--max-atoms 11000] [--threads 2] [--model NAME_OR_PATH]
+    python benchmarks/scaling.py [--max-atoms 11000] [--threads 2] [--model NAME_OR_PATH] [--stress]
+                                 [--repeats 3 5 ...] [--tree PATH]
+
+``--stress``: energy + forces + stress (the strain derivative too); ``--repeats``: only these supercells (n x n x n
+cubic cells, 4 n^3 atoms); ``--tree``: import jmp_calc from another checkout (a ``git worktree`` of an older
+commit) for before/after runs. Children inherit the environment: ``MALLOC_MMAP_THRESHOLD_=65536`` makes glibc
+return freed blocks, so that the peak is the call's and not the heap's history. Sizes above 1,500 atoms are
+timed on their first call (no warm-up call: minutes each, and the first-call overheads are negligible there).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import resource
 import subprocess
 import sys
@@ -22,8 +30,10 @@ import time
 REPEATS = (3, 5, 7, 10, 14)  # cubic 4-atom Cu cells: 108, 500, 1372, 4000, 10976 atoms
 
 
-def one(n: int, threads: int, model) -> dict:
+def one(n: int, threads: int, model, stress: bool = False, tree: str | None = None) -> dict:
     """Runs in the child: build, warm up, time; returns the measurements."""
+    if tree:
+        sys.path.insert(0, tree)
     import torch
 
     torch.set_num_threads(threads)
@@ -35,12 +45,16 @@ def one(n: int, threads: int, model) -> dict:
     pot = JMPCalculator(model).potential
     atoms = bulk("Cu", "fcc", a=3.61, cubic=True).repeat((n, n, n))
     atoms.rattle(0.02, seed=0)  # off the k-NN ties of the perfect crystal
-    pot.predict([atoms])  # warm-up
+    props = ("energy", "forces", "stress") if stress else ("energy", "forces")
     reps = 3 if len(atoms) <= 1500 else 1
+    if reps > 1:
+        pot.predict([atoms], properties=props)  # warm-up
+    else:
+        pot.predict([bulk("Cu", "fcc", a=3.61, cubic=True)], properties=props)  # warm-up of the code paths only
 
     def call():
         pot._graph_cache = None  # graph building is part of every call (a new structure each time in practice)
-        pot.predict([atoms], properties=("energy", "forces"))
+        pot.predict([atoms], properties=props)
 
     r0 = resource.getrusage(resource.RUSAGE_SELF)
     t = median_time(call, reps)
@@ -58,26 +72,36 @@ def main():
                          "were measured with)")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--max-atoms", type=int, default=11000)
+    ap.add_argument("--stress", action="store_true", help="energy + forces + stress (default: energy + forces)")
+    ap.add_argument("--repeats", type=int, nargs="+", help="supercells to run (default: %s)" % (REPEATS,))
+    ap.add_argument("--tree", help="import jmp_calc from this checkout")
     ap.add_argument("--one", type=int, help=argparse.SUPPRESS)  # child mode: one supercell size
     args = ap.parse_args()
     if args.one is not None:
-        print(json.dumps(one(args.one, args.threads, args.model)))
+        print(json.dumps(one(args.one, args.threads, args.model, args.stress, args.tree)))
         return
 
     def child(n):
         cmd = [sys.executable, __file__, "--one", str(n), "--threads", str(args.threads)]
         if args.model:
             cmd += ["--model", args.model]
+        if args.stress:
+            cmd += ["--stress"]
+        if args.tree:
+            cmd += ["--tree", args.tree]
         t0 = time.perf_counter()
         out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout.strip().splitlines()[-1]
         return json.loads(out), time.perf_counter() - t0
 
     base, _ = child(1)  # 4 atoms: interpreter + torch + model + a tiny call
-    print(f"embedded model, {args.threads} threads; baseline (4-atom run): peak RSS {base['peak_mb']:.0f} MB")
+    props = "energy + forces + stress" if args.stress else "energy + forces"
+    print(f"model {args.model}, {props}, {args.threads} threads, jmp_calc from {args.tree or 'this tree'}, "
+          f"MALLOC_MMAP_THRESHOLD_={os.environ.get('MALLOC_MMAP_THRESHOLD_', 'unset')}; baseline (4-atom run): "
+          f"peak RSS {base['peak_mb']:.0f} MB")
     print(f"{'atoms':>7} {'edges':>9} {'quads':>10} {'call (s)':>9} {'us/atom':>8} {'user us/atom':>13} "
           f"{'sys us/atom':>12} {'peak MB':>8} {'above base':>11} {'kB/atom':>8}")
     rows = []
-    for r in REPEATS:
+    for r in args.repeats or REPEATS:
         n = 4 * r**3
         if n > args.max_atoms:
             break

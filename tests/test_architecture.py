@@ -128,15 +128,19 @@ def test_recomputed_aggregations_equal_kept(basis, monkeypatch):
         model.zero_grad()
         pos_leaf, eps, pos, cell = differentiable_geometry(g, positions=True, strain=True)
         e = model(g, pos=pos, cell=cell, direct_forces=False)["energy"].sum()
+        n_forward = len(calls)  # (backward calls it again for the nested checkpoints of recomputed blocks)
         f, s = torch.autograd.grad(e, [pos_leaf, eps], create_graph=True)
         ((f ** 2).sum() + (s ** 2).sum() + e).backward()
         grads = torch.cat([p.grad.flatten() for p in model.parameters() if p.grad is not None])
         runs.append([t.detach().numpy() for t in (e, f, s, grads)])
-    # the recompute run only: 3 triplet and 1 quadruplet aggregation per block, and the dihedral basis
-    assert len(calls) == model.config.num_blocks * 4 + 1
+    # the recompute run only: the bases, and per block the block itself, its 3 triplet aggregations and its
+    # quadruplet aggregation (one chunk here; several: tests/test_memory.py)
+    assert n_forward == model.config.num_blocks * 5 + 1
     for kept, recomputed in zip(*runs):
         assert np.abs(kept).max() > 0
-        np.testing.assert_allclose(recomputed, kept, rtol=1e-12, atol=1e-12)
+        # to 1e-12 of the largest element: the chunks and recomputed blocks accumulate the gradients of shared
+        # inputs in another order (float64 rounding; parameter gradients reach 2e5 here)
+        np.testing.assert_allclose(recomputed, kept, rtol=1e-12, atol=1e-12 * np.abs(kept).max())
 
 
 def test_padded_smooth_dihedral_equals_gathered_formula():

@@ -12,13 +12,16 @@ the spherical (two-angle) basis is their outer product over (cos angle_cab, cos 
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import torch
 from torch import nn
 
-from .layers import Dense, const, he_orthogonal_, recomputed
+from . import layers
+from .layers import Dense, const, he_orthogonal_, recompute_wanted
 
-__all__ = ["GaussianRBF", "legendre_basis", "smooth_dihedral_padded", "legendre_outer_basis", "BasisEmbedding", "Bases"]
+__all__ = ["GaussianRBF", "legendre_basis", "smooth_dihedral_padded", "legendre_outer_basis", "BasisEmbedding", "Bases",
+           "QuadBasis"]
 
 
 class GaussianRBF(nn.Module):
@@ -86,8 +89,15 @@ def smooth_dihedral_padded(u: torch.Tensor, w: torch.Tensor, pad: torch.Tensor, 
     (sentinel M: zero), in the padded layout (T, num_spherical, K): the same values bit for bit, but the dot
     products run over (T, K) planes of the three components instead of (T, K, 3) tensors with an inner axis of 3
     and a broadcast ``u`` (~1.6x faster forward + backward for GemNet-OC's quadruplets)."""
-    w2 = torch.cat([(w * w).sum(-1), w.new_zeros(1)])[pad]  # (T, K)
-    wc = torch.cat([w, w.new_zeros(1, 3)]).T.index_select(1, pad.reshape(-1)).reshape((3,) + tuple(pad.shape))
+    return _dihedral_planes(u, torch.cat([w, w.new_zeros(1, 3)]), torch.cat([(w * w).sum(-1), w.new_zeros(1)]),
+                            pad, num_spherical)
+
+
+def _dihedral_planes(u: torch.Tensor, w_ext: torch.Tensor, w2_ext: torch.Tensor, pad: torch.Tensor,
+                     num_spherical: int) -> torch.Tensor:
+    """:func:`smooth_dihedral_padded` from ``w`` and ``|w|^2`` already extended by the sentinel's zero row."""
+    w2 = w2_ext[pad]  # (T, K)
+    wc = w_ext.T.index_select(1, pad.reshape(-1)).reshape((3,) + tuple(pad.shape))
     uc = u.T[:, :, None]
     s = uc[0] * wc[0] + uc[1] * wc[1] + uc[2] * wc[2]
     r2 = (u * u).sum(-1)[:, None] * w2
@@ -107,6 +117,34 @@ def gather_padded(values: torch.Tensor, pad: torch.Tensor) -> torch.Tensor:
     zero = values.new_zeros((1,) + tuple(values.shape[1:]))
     flat = torch.index_select(torch.cat([values, zero]), 0, pad.reshape(-1))  # faster than 2-D fancy indexing
     return flat.reshape(tuple(pad.shape) + tuple(values.shape[1:]))
+
+
+@dataclass
+class QuadBasis:
+    """The quadruplets' spherical basis, deferred: its two large factors (the radial weights (E, emb_sbf, ns^2)
+    and the dihedral basis (T_out, ns, K_j), ~150 kB per atom on bulk Cu) are built inside each chunk of the
+    chunked, recomputed aggregation (:class:`~jmp_calc.model.interaction.QuadrupletInteraction`) from these
+    small inputs, so they are neither kept for backward nor given full-size gradients. Used above the
+    recomputation threshold; the same values as the kept ``(rad, y_cab, y_dih)`` tuple."""
+
+    rbf: torch.Tensor  #: (E, num_radial) radial basis of the main edges
+    embed: BasisEmbedding  #: its projection to (E, emb_sbf, ns^2)
+    y_cab: torch.Tensor  #: (E, ns, K_e) Legendre basis of the angle cab, padded per main edge
+    cross_ca: torch.Tensor  #: (T_out, 3) the output triplets' cross products
+    cross_db_ext: torch.Tensor  #: (T_in + 1, 3) the input triplets' cross products and the sentinel's zero row
+    cross_db2_ext: torch.Tensor | None  #: (T_in + 1,) their squared norms (smooth basis only)
+    num_spherical: int
+    smooth: bool
+
+    def dihedral(self, cross_ca: torch.Tensor, cross_db_ext: torch.Tensor, cross_db2_ext: torch.Tensor | None,
+                 pad: torch.Tensor) -> torch.Tensor:
+        """(rows, ns, K_j) dihedral basis of the output triplets ``cross_ca`` (rows, 3) and their slots ``pad``
+        (rows of ``pad_j_in``): what :class:`Bases` computes for all rows at once, row by row the same."""
+        if self.smooth:
+            return _dihedral_planes(cross_ca, cross_db_ext, cross_db2_ext, pad, self.num_spherical)
+        w = torch.index_select(cross_db_ext, 0, pad.reshape(-1)).reshape(tuple(pad.shape) + (3,))
+        u = cross_ca[:, None, :].expand_as(w)
+        return legendre_basis(torch.cos(_angle(u, w)), self.num_spherical, dim=1)
 
 
 class BasisEmbedding(nn.Module):
@@ -156,7 +194,18 @@ class Bases(nn.Module):
                                       dropout=cfg.dropout)
 
     def forward(self, h: torch.Tensor, geo: dict, g) -> dict:
-        """``geo``: distances/unit vectors per graph (see backbone); ``g``: the :class:`GraphBatch`."""
+        """``geo``: distances/unit vectors per graph (see backbone); ``g``: the :class:`GraphBatch`.
+
+        Above the recomputation threshold (large systems, a gradient recorded) the bases are recomputed in
+        backward: only their outputs are held (by the interaction blocks), not the intermediates of the angle
+        and Legendre computations, ~160 kB per atom on bulk Cu."""
+        if layers.BLOCK_RECOMPUTE and recompute_wanted(*geo["main"], size=g.quad.pad_j_in.numel() * self.num_spherical):
+            from torch.utils.checkpoint import checkpoint
+
+            return checkpoint(self._forward, h, geo, g, use_reentrant=False)
+        return self._forward(h, geo, g)
+
+    def _forward(self, h: torch.Tensor, geo: dict, g) -> dict:
         ns = self.num_spherical
         n_atoms = h.shape[0]
         main, a2e, a2a = g.main, g.a2ee2a, g.a2a
@@ -199,20 +248,25 @@ class Bases(nn.Module):
             return legendre_basis(torch.cos(_angle(u, w)), ns, dim=1)
 
         # size: the basis itself, as the aggregations count their padded tensor (a 32-atom cell's, 0.8 M elements,
-        # is kept: recomputing it cost ~5 ms of a ~100 ms call there)
-        y_dih = recomputed(dihedral, cross_ca, cross_db, size=q.pad_j_in.numel() * ns)  # (T_out, ns, K_j)
+        # is kept: recomputing it cost ~5 ms of a ~100 ms call there). Above the threshold it is deferred to the
+        # chunks of the quadruplet aggregation (QuadBasis), which rebuild it per block, forward and backward
+        size = q.pad_j_in.numel() * ns
+        deferred = recompute_wanted(cross_ca, cross_db, size=size)
+        if not deferred:
+            y_dih = dihedral(cross_ca, cross_db)  # (T_out, ns, K_j)
         rbf_q = self.rbf(d_q)
         cir_q = self.mlp_cbf_qint.radial(rbf_q)[q.tin_out]  # (T_in, emb_cbf, ns)
         cir_q = (cir_q @ legendre_basis(cos_abd, ns)[:, :, None]).squeeze(-1)
         # The spherical basis is an outer product Y(cos cab) x Y(cos dihedral): keep the two factors apart
         # (per output triplet and per quadruplet) instead of materialising (Q, ns^2); see QuadrupletInteraction.
-        qint_b = {
-            "rad": self.mlp_rbf_qint(rbf_main),
-            "cir": cir_q,
-            "sph": (self.mlp_sbf_qint.radial(rbf_main),  # (E, emb_sbf, ns^2)
-                    _padded_sph(legendre_basis(cos_cab_q, ns), q.pad_e),  # (E, ns, K_e)
-                    y_dih),  # (T_out, ns, K_j)
-        }
+        y_cab = _padded_sph(legendre_basis(cos_cab_q, ns), q.pad_e)  # (E, ns, K_e)
+        if deferred:
+            w_ext = torch.cat([cross_db, cross_db.new_zeros(1, 3)])
+            w2_ext = torch.cat([(cross_db * cross_db).sum(-1), cross_db.new_zeros(1)]) if self.smooth_dihedral else None
+            sph = QuadBasis(rbf_main, self.mlp_sbf_qint, y_cab, cross_ca, w_ext, w2_ext, ns, self.smooth_dihedral)
+        else:
+            sph = (self.mlp_sbf_qint.radial(rbf_main), y_cab, y_dih)  # (E, emb_sbf, ns^2), (T_out, ns, K_j)
+        qint_b = {"rad": self.mlp_rbf_qint(rbf_main), "cir": cir_q, "sph": sph}
 
         # --- atom -> edge: a2ee2a edges b->a feeding main edges c->a
         t = g.trip_a2e

@@ -13,7 +13,8 @@ import math
 import torch
 from torch import nn
 
-from .bases import EdgeEmbedding, gather_padded
+from . import layers
+from .bases import EdgeEmbedding, QuadBasis, gather_padded
 from .layers import Dense, ResidualLayer, ScaleFactor, const, recomputed
 from .output import AtomUpdateBlock
 
@@ -100,6 +101,10 @@ class QuadrupletInteraction(nn.Module):
         x_db = self.scale_rbf(x_db * self.mlp_rbf(bases["rad"]), ref=x_db)
         x_db = self.down_projection(x_db)[quad.tin_in]  # (T_in, C)
         x_db = self.scale_cbf(x_db * self.mlp_cbf(bases["cir"]), ref=x_db)
+        if isinstance(bases["sph"], QuadBasis):  # large system: chunked and recomputed
+            x = self.mlp_sbf.bilinear(_chunked_quad_aggregate(bases["sph"], x_db, quad))
+            x = self.scale_sbf_sum(x, ref=lambda: x_db[quad.trip_in_to_quad])
+            return _symmetric_up(self.up_projection_ca, self.up_projection_ac, x, id_swap)
         rad, y_cab, y_dih = bases["sph"]
 
         def aggregate(rad, y_cab, y_dih, x_db):
@@ -116,6 +121,56 @@ class QuadrupletInteraction(nn.Module):
                                              size=quad.pad_j_in.numel() * x_db.shape[1]))
         x = self.scale_sbf_sum(x, ref=lambda: x_db[quad.trip_in_to_quad])
         return _symmetric_up(self.up_projection_ca, self.up_projection_ac, x, id_swap)
+
+
+def _quad_aggregate(sph: QuadBasis, rbf, y_cab, cross_ca, cross_db_ext, cross_db2_ext, x_ext, pad_j_in, pad_e):
+    """The quadruplet aggregation of :meth:`QuadrupletInteraction.forward` for a range of main edges, with
+    the deferred basis built here: ``rbf``, ``y_cab``, ``pad_e`` (rows, .) of the edges (``pad_e`` renumbered
+    to the range's output triplets, sentinel = their count), ``cross_ca``, ``pad_j_in`` of those output
+    triplets; ``cross_db_ext``, ``cross_db2_ext``, ``x_ext``: every input triplet plus the sentinel's zero row."""
+    y_dih = sph.dihedral(cross_ca, cross_db_ext, cross_db2_ext, pad_j_in)  # (T_c, ns, K_j)
+    xg = torch.index_select(x_ext, 0, pad_j_in.reshape(-1)).reshape(tuple(pad_j_in.shape) + (x_ext.shape[1],))
+    z = y_dih @ xg  # (T_c, ns, C)
+    ns, c = z.shape[1], z.shape[2]
+    zz = gather_padded(z.reshape(z.shape[0], ns * c), pad_e)  # (E_c, K_e, ns*C)
+    sph_x = (y_cab @ zz).reshape(zz.shape[0], ns * ns, c)  # (E_c, ns^2, C)
+    y = sph.embed.radial(rbf) @ sph_x  # (E_c, emb_sbf, C)
+    return y.reshape(y.shape[0], y.shape[1] * y.shape[2])
+
+
+def _chunked_quad_aggregate(sph: QuadBasis, x_db: torch.Tensor, quad) -> torch.Tensor:
+    """(E, emb_sbf * C): :func:`_quad_aggregate` over consecutive ranges of main edges whose output triplets
+    (consecutive too: they are sorted by edge) hold about :data:`~jmp_calc.model.layers.CHUNK_ELEMENTS` padded
+    elements, each range recomputed in backward (its own checkpoint), so that neither the padded tensors nor
+    their gradients ever exist for the whole system. Row by row the same arithmetic as the unchunked path."""
+    n_out = quad.pad_j_in.shape[0]  # output triplets
+    per_edge = (quad.pad_e < n_out).sum(1)  # output triplets of each main edge
+    ends = torch.cumsum(per_edge, 0)  # end of each edge's triplet range
+    rows = max(1, layers.CHUNK_ELEMENTS // max(1, quad.pad_j_in.shape[1] * x_db.shape[1]))
+    n_edges = quad.pad_e.shape[0]
+    total = int(ends[-1]) if n_edges else 0
+    targets = torch.arange(rows, max(rows, total), rows, device=ends.device)  # (empty for a single chunk)
+    cuts = torch.searchsorted(ends, targets.to(ends.dtype), right=True)
+    e_bounds = [0] + sorted(set(int(c) for c in cuts.tolist()) - {0, n_edges}) + [n_edges]
+    t_bounds = [0] + [int(ends[e - 1]) if e else 0 for e in e_bounds[1:]]
+    e_sizes = [b - a for a, b in zip(e_bounds[:-1], e_bounds[1:])]
+    t_sizes = [b - a for a, b in zip(t_bounds[:-1], t_bounds[1:])]
+    x_ext = torch.cat([x_db, x_db.new_zeros(1, x_db.shape[1])])
+    # one split per input (one backward node gathering the chunks' gradients), not a slice per chunk
+    rbf_c, ycab_c = sph.rbf.split(e_sizes), sph.y_cab.split(e_sizes)
+    cross_c = sph.cross_ca.split(t_sizes)
+    out = []
+    for k in range(len(e_sizes)):
+        t0, t1, e0, e1 = t_bounds[k], t_bounds[k + 1], e_bounds[k], e_bounds[k + 1]
+        pad_e = quad.pad_e[e0:e1]
+        pad_e = torch.where(pad_e >= n_out, t1 - t0, pad_e - t0)  # the chunk's triplets, its own sentinel
+
+        def fn(rbf, y_cab, cross_ca, cross_db_ext, cross_db2_ext, x_ext, pad_j_in=quad.pad_j_in[t0:t1], pad_e=pad_e):
+            return _quad_aggregate(sph, rbf, y_cab, cross_ca, cross_db_ext, cross_db2_ext, x_ext, pad_j_in, pad_e)
+
+        out.append(recomputed(fn, rbf_c[k], ycab_c[k], cross_c[k], sph.cross_db_ext, sph.cross_db2_ext, x_ext,
+                              force=True))
+    return out[0] if len(out) == 1 else torch.cat(out)
 
 
 def _symmetric_up(up_ca: Dense, up_ac: Dense, x: torch.Tensor, id_swap: torch.Tensor) -> torch.Tensor:
@@ -175,6 +230,16 @@ class InteractionBlock(nn.Module):
         self.residual_m = nn.ModuleList([ResidualLayer(Ed, act=act, dropout=dp) for _ in range(cfg.num_concat)])
 
     def forward(self, h: torch.Tensor, m: torch.Tensor, bases: dict, g) -> tuple[torch.Tensor, torch.Tensor]:
+        """New (h, m). Above the recomputation threshold (large systems) the whole block is recomputed in
+        backward (it keeps only h, m and the bases from forward to backward, one block's activations exist at
+        a time; the aggregations inside are checkpointed again, nested)."""
+        if layers.BLOCK_RECOMPUTE and isinstance(bases["qint"]["sph"], QuadBasis):
+            from torch.utils.checkpoint import checkpoint
+
+            return checkpoint(self._forward, h, m, bases, g, use_reentrant=False)
+        return self._forward(h, m, bases, g)
+
+    def _forward(self, h: torch.Tensor, m: torch.Tensor, bases: dict, g) -> tuple[torch.Tensor, torch.Tensor]:
         id_swap = g.id_swap
         a2e = g.a2ee2a
         x = self.dense_ca(m)

@@ -8,7 +8,7 @@ import torch
 from torch import nn
 
 __all__ = ["ScaledSiLU", "Dense", "ResidualLayer", "ScaleFactor", "activation", "he_orthogonal_", "recomputed",
-           "RECOMPUTE", "const"]
+           "recompute_wanted", "RECOMPUTE", "const"]
 
 #: recompute the triplet/quadruplet aggregations in the backward pass instead of keeping their padded
 #: intermediates (the bulk of the memory of -dE/dx; see :func:`recomputed`). Module-level switch for benchmarks.
@@ -16,6 +16,11 @@ RECOMPUTE = True
 #: padded tensors below this many elements are kept (recomputing costs more time than their memory is worth on
 #: small systems: a 32-atom cell's largest is ~0.9 M elements)
 RECOMPUTE_MIN_ELEMENTS = 2**21
+#: above the threshold, the quadruplet aggregation (the largest by far) is recomputed in row chunks of about this
+#: many padded elements, each its own checkpoint, so its backward temporaries stay this size whatever the system
+CHUNK_ELEMENTS = 2**20
+#: above the threshold, also recompute each interaction block as a whole in backward
+BLOCK_RECOMPUTE = True
 
 
 _CONSTS: dict = {}
@@ -38,13 +43,20 @@ def const(value: float, like: torch.Tensor):
     return t
 
 
-def recomputed(fn, *args, size: int = 0):
+def recompute_wanted(*args, size: int = 0) -> bool:
+    """Whether :func:`recomputed` would recompute: a gradient is being recorded through ``args`` and the padded
+    intermediate is large (``size`` elements >= :data:`RECOMPUTE_MIN_ELEMENTS`)."""
+    return RECOMPUTE and size >= RECOMPUTE_MIN_ELEMENTS and torch.is_grad_enabled() and \
+        any(isinstance(a, torch.Tensor) and a.requires_grad for a in args)
+
+
+def recomputed(fn, *args, size: int = 0, force: bool = False):
     """``fn(*args)``, keeping only ``args`` for the backward pass when a gradient is being recorded and the
-    padded intermediate is large (``size`` elements >= :data:`RECOMPUTE_MIN_ELEMENTS`): activation
-    checkpointing (non-reentrant, so it nests in double backward); the padded (rows, K, C) tensors of GemNet's
-    aggregations are then rebuilt during backward instead of being held from forward to backward."""
-    if RECOMPUTE and size >= RECOMPUTE_MIN_ELEMENTS and torch.is_grad_enabled() and \
-            any(isinstance(a, torch.Tensor) and a.requires_grad for a in args):
+    padded intermediate is large (``size`` elements >= :data:`RECOMPUTE_MIN_ELEMENTS`; ``force``: whenever a
+    gradient is recorded): activation checkpointing (non-reentrant, so it nests in double backward); the padded
+    (rows, K, C) tensors of GemNet's aggregations are then rebuilt during backward instead of being held from
+    forward to backward."""
+    if recompute_wanted(*args, size=RECOMPUTE_MIN_ELEMENTS if force else size):
         from torch.utils.checkpoint import checkpoint
 
         return checkpoint(fn, *args, use_reentrant=False)

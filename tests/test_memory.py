@@ -1,0 +1,83 @@
+"""Memory of conservative forces on large systems: the recomputed path (bases and interaction blocks recomputed in
+backward, the quadruplet aggregation in row chunks with its deferred basis) gives the results of the path that keeps
+every activation, and keeps far less from forward to backward. Forced on for a small cell (thresholds set low)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from ase.build import bulk
+
+import jmp_calc.model.interaction as interaction
+import jmp_calc.model.layers as layers
+from jmp_calc.config import GraphConfig, HeadConfig, tiny
+from jmp_calc.graph.structures import batch_structures
+from jmp_calc.model import JMPModel
+from jmp_calc.potential import differentiable_geometry
+
+
+def _setup(basis: str):
+    torch.manual_seed(0)
+    head = HeadConfig(name="e", direct_forces=False, graph=GraphConfig(cutoff=5.0, max_neighbors=12))
+    model = JMPModel(tiny(absolute_rbf_cutoff=5.0, direct_forces=False, dihedral_basis=basis), [head]).double()
+    atoms = bulk("Cu", "fcc", a=3.61, cubic=True)
+    atoms.rattle(0.05, seed=0)
+    return model, batch_structures([atoms], head.graph, model.config.qint_tags, dtype=torch.float64)
+
+
+def _run(model, g, after_forward=lambda: None):
+    """Energy, forces, stress and the parameter gradients of a force-training loss (double backward)."""
+    model.zero_grad()
+    pos_leaf, eps, pos, cell = differentiable_geometry(g, positions=True, strain=True)
+    e = model(g, pos=pos, cell=cell, direct_forces=False)["energy"].sum()
+    after_forward()
+    f, s = torch.autograd.grad(e, [pos_leaf, eps], create_graph=True)
+    ((f ** 2).sum() + (s ** 2).sum() + e).backward()
+    grads = torch.cat([p.grad.flatten() for p in model.parameters() if p.grad is not None])
+    return [t.detach().numpy() for t in (e, f, s, grads)]
+
+
+@pytest.mark.parametrize("basis", ["smooth", "legendre"])
+def test_chunked_recomputed_path_equals_kept(basis, monkeypatch):
+    model, g = _setup(basis)
+    kept = _run(model, g)  # default thresholds: this small cell keeps everything
+    chunks = []
+    real = interaction._quad_aggregate
+    monkeypatch.setattr(interaction, "_quad_aggregate", lambda *a: chunks.append(a[1].shape[0]) or real(*a))
+    monkeypatch.setattr(layers, "RECOMPUTE_MIN_ELEMENTS", 0)
+    monkeypatch.setattr(layers, "CHUNK_ELEMENTS", 3000)  # a few hundred output triplets per chunk
+    assert not chunks
+    forward = []
+    chunked = _run(model, g, lambda: forward.extend(chunks))
+    # each block's forward covers every main edge once, in several chunks; backward recomputes them
+    assert len(forward) >= 3 * model.config.num_blocks
+    assert sum(forward) == model.config.num_blocks * g.main.num_edges
+    assert len(chunks) > len(forward)
+    for a, b in zip(kept, chunked):
+        assert np.abs(a).max() > 0
+        np.testing.assert_allclose(b, a, rtol=1e-12, atol=1e-12 * np.abs(a).max())
+
+
+def test_recomputed_path_keeps_less_for_backward(monkeypatch):
+    """What autograd keeps from forward to backward (by storage): the recomputed path keeps the block inputs and
+    the bases' outputs, not the activations."""
+    model, g = _setup("smooth")
+
+    def saved_bytes():
+        seen: dict[int, int] = {}
+
+        def pack(t):
+            seen.setdefault(t.untyped_storage().data_ptr(), t.untyped_storage().nbytes())
+            return t
+
+        pos_leaf, eps, pos, cell = differentiable_geometry(g, positions=True, strain=True)
+        with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+            e = model(g, pos=pos, cell=cell, direct_forces=False)["energy"].sum()
+        torch.autograd.grad(e, [pos_leaf])
+        return sum(seen.values())
+
+    kept = saved_bytes()
+    monkeypatch.setattr(layers, "RECOMPUTE_MIN_ELEMENTS", 0)
+    recomputed = saved_bytes()
+    assert recomputed < 0.25 * kept, (recomputed, kept)
