@@ -2,7 +2,7 @@
 timed: independent of machine load): every tensor autograd saves is tallied once (by storage) with the jmp_calc
 source line that created it.
 
-    .venv/bin/python benchmarks/saved_tensors.py [--repeat 3] [--tree PATH] [--top 15]
+    MALLOC_MMAP_THRESHOLD_=65536 .venv/bin/python benchmarks/saved_tensors.py [--repeat 3] [--tree PATH] [--top 15]
 
 Rattled fcc Cu, ``repeat**3`` cubic 4-atom cells (3: 108 atoms). ``--tree`` imports jmp_calc from another checkout
 (e.g. a ``git worktree`` of an older commit) to compare versions. Peak memory is this plus what backward allocates
@@ -52,15 +52,31 @@ def main(argv=None) -> int:
             by_line[where] += sizes[key]
         return t
 
+    rss0 = _rss_mb()
     with torch.enable_grad(), torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
         pos_leaf, eps, pos, cell = differentiable_geometry(g, positions=True, strain=True)
-        pot.model(g, heads=[head.index], pos=pos, cell=cell, direct_forces=False)
+        out = pot.model(g, heads=[head.index], pos=pos, cell=cell, direct_forces=False)
+    held = None if rss0 is None else _rss_mb() - rss0
     total = sum(sizes.values())
     print(f"jmp_calc from {args.tree}: {len(atoms)} atoms, {int(g.quad.out.shape[0]):,} quadruplets; saved for "
           f"backward {total / 2**20:.1f} MB = {total / 1024 / len(atoms):.0f} kB/atom")
+    if held is not None:
+        # recomputed regions (activation checkpoints) hold their inputs themselves: the hooks above do not see them
+        print(f"resident memory added by the forward pass (everything held for backward, checkpoint inputs "
+              f"included): {held:.1f} MB = {held * 1024 / len(atoms):.0f} kB/atom")
+    del out
     for where, n in by_line.most_common(args.top):
         print(f"  {n / 2**20:8.2f} MB  {where}")
     return 0
+
+
+def _rss_mb() -> float | None:
+    """Resident set size (Linux; meaningful with MALLOC_MMAP_THRESHOLD_=65536, which returns freed blocks)."""
+    try:
+        with open("/proc/self/status") as fh:
+            return next(int(line.split()[1]) for line in fh if line.startswith("VmRSS")) / 1024
+    except (OSError, StopIteration):
+        return None
 
 
 if __name__ == "__main__":

@@ -15,6 +15,9 @@ cubic cells, 4 n^3 atoms); ``--tree``: import jmp_calc from another checkout (a 
 commit) for before/after runs. Children inherit the environment: ``MALLOC_MMAP_THRESHOLD_=65536`` makes glibc
 return freed blocks, so that the peak is the call's and not the heap's history. Sizes above 1,500 atoms are
 timed on their first call (no warm-up call: minutes each, and the first-call overheads are negligible there).
+"marginal" is the extra peak per extra atom since the previous size: "kB/atom" also counts the fixed costs that
+the 4-atom baseline lacks (e.g. the ~85 MB that stay resident after the first 108- or 500-atom call, most of it
+glibc heap, with the code before and after the memory work of 2026-12-02: ~800 kB/atom at 108 atoms, ~8 at 10,976).
 """
 
 from __future__ import annotations
@@ -99,7 +102,7 @@ def main():
           f"MALLOC_MMAP_THRESHOLD_={os.environ.get('MALLOC_MMAP_THRESHOLD_', 'unset')}; baseline (4-atom run): "
           f"peak RSS {base['peak_mb']:.0f} MB")
     print(f"{'atoms':>7} {'edges':>9} {'quads':>10} {'call (s)':>9} {'us/atom':>8} {'user us/atom':>13} "
-          f"{'sys us/atom':>12} {'peak MB':>8} {'above base':>11} {'kB/atom':>8}")
+          f"{'sys us/atom':>12} {'peak MB':>8} {'above base':>11} {'kB/atom':>8} {'marginal':>9}")
     rows = []
     for r in args.repeats or REPEATS:
         n = 4 * r**3
@@ -114,10 +117,13 @@ def main():
         m, wall = child(r)
         extra = m["peak_mb"] - base["peak_mb"]
         row = dict(m, us_atom=1e6 * m["s"] / m["atoms"], kb_atom=1024 * extra / m["atoms"], extra=extra)
+        # marginal: the extra peak per extra atom since the previous size (what a fixed cost does not blur)
+        marginal = (f"{1024 * (extra - rows[-1]['extra']) / (m['atoms'] - rows[-1]['atoms']):>9.1f}" if rows
+                    else f"{'':>9}")
         rows.append(row)
         print(f"{m['atoms']:>7} {m['edges']:>9} {m['quadruplets']:>10} {m['s']:>9.2f} {row['us_atom']:>8.0f} "
               f"{1e6 * m['user_s'] / m['atoms']:>13.0f} {1e6 * m['sys_s'] / m['atoms']:>12.0f} {m['peak_mb']:>8.0f} "
-              f"{extra:>11.0f} {row['kb_atom']:>8.1f}   ({wall:.0f} s incl. start-up)", flush=True)
+              f"{extra:>11.0f} {row['kb_atom']:>8.1f} {marginal}   ({wall:.0f} s incl. start-up)", flush=True)
     if len(rows) >= 2:
         lo, hi = rows[0], rows[-1]
         cpu = (hi["user_s"] / hi["atoms"]) / (lo["user_s"] / lo["atoms"])

@@ -81,3 +81,28 @@ def test_recomputed_path_keeps_less_for_backward(monkeypatch):
     monkeypatch.setattr(layers, "RECOMPUTE_MIN_ELEMENTS", 0)
     recomputed = saved_bytes()
     assert recomputed < 0.25 * kept, (recomputed, kept)
+
+
+def test_int32_quadruplet_indices_give_the_int64_results():
+    """The quadruplet index sets are stored as int32 (half their memory); the model gives bit for bit the results
+    of int64 copies of them, on the kept and on the recomputed path."""
+    import dataclasses
+
+    model, g = _setup("smooth")
+    fields = [f.name for f in dataclasses.fields(g.quad)]
+    assert all(getattr(g.quad, n).dtype == torch.int32 for n in fields)
+    g64 = dataclasses.replace(g, quad=dataclasses.replace(g.quad, **{n: getattr(g.quad, n).long() for n in fields}))
+
+    def energy_forces(batch):
+        pos_leaf, _, pos, cell = differentiable_geometry(batch, positions=True, strain=False)
+        e = model(batch, pos=pos, cell=cell, direct_forces=False)["energy"].sum()
+        return [t.detach().numpy() for t in (e, torch.autograd.grad(e, [pos_leaf])[0])]
+
+    for threshold in (layers.RECOMPUTE_MIN_ELEMENTS, 0):
+        layers_threshold = layers.RECOMPUTE_MIN_ELEMENTS
+        layers.RECOMPUTE_MIN_ELEMENTS = threshold
+        try:
+            for a, b in zip(energy_forces(g), energy_forces(g64)):
+                assert np.array_equal(a, b)
+        finally:
+            layers.RECOMPUTE_MIN_ELEMENTS = layers_threshold

@@ -49,7 +49,8 @@ class GraphBatch:
     """Atoms of several structures and their four graphs with every index set GemNet-OC needs.
 
     ``pos`` (N, 3) A, ``numbers`` (N,), ``batch`` (N,) structure of each atom, ``cell`` (B, 3, 3) rows = lattice
-    vectors, ``natoms`` (B,). Index sets are numpy-built and stored as int64 tensors on the batch's device.
+    vectors, ``natoms`` (B,). Index sets are numpy-built and stored as int64 tensors on the batch's device, except
+    the quadruplets' (:attr:`quad`, by far the largest), which are int32 (int64 only beyond 2**31 entries).
     """
 
     pos: torch.Tensor
@@ -148,8 +149,15 @@ def _as_long(x: np.ndarray) -> torch.Tensor:
     return torch.from_numpy(np.ascontiguousarray(x, dtype=np.int64))
 
 
-def _to_torch(obj):
-    return dataclasses.replace(obj, **{f.name: _as_long(getattr(obj, f.name)) for f in dataclasses.fields(obj)
+def _as_index(x: np.ndarray) -> torch.Tensor:
+    """int32 where the values fit (half the memory; every index op of the model accepts it), else int64."""
+    if x.size == 0 or int(x.max()) < 2**31 - 1:
+        return torch.from_numpy(np.ascontiguousarray(x, dtype=np.int32))
+    return _as_long(x)
+
+
+def _to_torch(obj, convert=_as_long):
+    return dataclasses.replace(obj, **{f.name: convert(getattr(obj, f.name)) for f in dataclasses.fields(obj)
                                        if isinstance(getattr(obj, f.name), np.ndarray)})
 
 
@@ -189,7 +197,7 @@ def collate(structures: list[StructureGraphs], positions: list[np.ndarray], numb
         trip_e2e=_to_torch(triplets(ms, md, mo, ms, md, mo, n_total)),
         trip_a2e=_to_torch(triplets(a_s, a_d, a_o, ms, md, mo, n_total)),
         trip_e2a=_to_torch(triplets(ms, md, mo, a_s, a_d, a_o, n_total)),
-        quad=_to_torch(q),
+        quad=_to_torch(q, _as_index),  # the largest index sets (3,372 quadruplets per atom in bulk Cu): int32
         geo_index=_as_long(geo_index), geo_offset=_as_long(geo_offset),
     )
     return batch.to(device) if device is not None else batch
