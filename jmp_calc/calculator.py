@@ -53,7 +53,9 @@ class JMPCalculator(Calculator):
     structure from its elements: see :mod:`jmp_calc.routing`), ``forces`` (``"auto"``, ``"direct"``,
     ``"conservative"``), ``dtype`` (``"float32"``/``"float64"``), ``device`` (``"auto"`` = CUDA when present),
     ``ema`` (EMA weights of Lightning checkpoints), ``cutoff`` and ``max_neighbors`` (override the heads' graph
-    settings), ``deterministic`` (bit-identical repeated results, also on GPU).
+    settings), ``deterministic`` (bit-identical repeated results, also on GPU), ``compile`` (``True`` or a
+    :class:`~jmp_calc.compile.CompileOptions`: the forward pass through ``torch.compile``, see
+    :mod:`jmp_calc.compile`; the first call compiles, later sizes reuse it; eager with one warning if it fails).
 
     Tags come from ``atoms.get_tags()`` (all-zero tags count as 2, as JMP treats non-catalysis data) and
     periodicity from ``atoms.pbc`` (molecular pre-training heads always use open boundaries, as in JMP).
@@ -61,7 +63,7 @@ class JMPCalculator(Calculator):
 
     def __init__(self, model=None, *, head: str | int | None = None, forces: str = "auto", dtype: str = "float32",
                  device: str = "auto", ema: bool = True, cutoff: float | None = None,
-                 max_neighbors: int | None = None, deterministic: bool = False, **kwargs):
+                 max_neighbors: int | None = None, deterministic: bool = False, compile=False, **kwargs):
         super().__init__(**kwargs)
         from .io import load_model
         from .model.jmp import JMPModel
@@ -82,7 +84,7 @@ class JMPCalculator(Calculator):
             net = net.to(device=resolve_device(device), dtype=resolve_dtype(dtype)).eval().requires_grad_(False)
         #: the Potential: one fixed head, or a head per structure for models whose card has head_rules
         self.potential = Potential(net, head=head, forces=forces, dtype=dtype, device=device, cutoff=cutoff,
-                                   max_neighbors=max_neighbors, deterministic=deterministic)
+                                   max_neighbors=max_neighbors, deterministic=deterministic, compile=compile)
         self.implemented_properties = self.potential.implemented_properties
 
     @property

@@ -193,11 +193,17 @@ class Potential:
     The model given is never changed: when it is not already in eval mode, frozen, on ``device`` and in ``dtype``,
     the potential works on a copy (:attr:`model`). Calls share no state beyond a cache of the last batch's graphs
     (reused only for identical structures, see :meth:`batch`).
+
+    ``compile=True`` (or a :class:`~jmp_calc.compile.CompileOptions`) runs the model's forward through
+    ``torch.compile`` with dynamic shapes (:mod:`jmp_calc.compile`): the first call compiles (logged, and kept in
+    ``self.compiled.compile_times``), later calls of any size reuse it; if compiling fails the potential warns
+    once and stays eager.
     """
 
     def __init__(self, model: JMPModel, *, head: str | int | None = None, forces: str = "auto",
                  dtype="float32", device="auto", cutoff: float | None = None, max_neighbors: int | None = None,
-                 deterministic: bool = False):
+                 deterministic: bool = False, compile=False):
+        from .compile import compile_options
         from .routing import selector_for
 
         self.device = resolve_device(device)
@@ -228,6 +234,13 @@ class Potential:
         #: "direct" or "conservative" (every head alike), else "mixed"
         self.forces = kinds.pop() if len(kinds) == 1 else "mixed"
         self.model = _prepared(model, self.device, self.dtype)
+        #: the compiled forward (``compile=True`` or a :class:`~jmp_calc.compile.CompileOptions`), or None: eager
+        self.compiled = None
+        options = compile_options(compile)
+        if options is not None:
+            from .compile import CompiledForward
+
+            self.compiled = CompiledForward(self.model, options)
         #: elements the model saw in training (from its card); others give a warning
         self.elements = set(model.card.elements)
         #: (head, state keys, GraphBatch) of the last batch, reused for an identical list of structures
@@ -383,12 +396,20 @@ class Potential:
         :meth:`batch_head`); needed when the potential chooses heads per structure."""
         settings = self._single() if head is None else head if isinstance(head, HeadSettings) else self.heads[head]
         props = set(props)
+        if self.compiled is None:
+            return self._predict_tensors(g, props, settings, self._eager_forward)
+        return self.compiled.evaluate(lambda forward: self._predict_tensors(g, props, settings, forward), g)
+
+    def _eager_forward(self, g, *, heads, pos, cell, direct_forces) -> dict:
+        return self.model(g, heads=heads, pos=pos, cell=cell, return_features=True, direct_forces=direct_forces)
+
+    def _predict_tensors(self, g: GraphBatch, props: set, settings: HeadSettings, forward) -> dict[str, torch.Tensor]:
         want_grad = settings.forces == "conservative" and ("forces" in props or "stress" in props)
         stress = "stress" in props
         with torch.inference_mode(not want_grad), torch.enable_grad() if want_grad else contextlib.nullcontext():
             pos_leaf, eps, pos, cell = differentiable_geometry(g, positions=want_grad, strain=stress)
-            out = self.model(g, heads=[settings.index], pos=pos, cell=cell, return_features=True,
-                             direct_forces=settings.forces == "direct" and "forces" in props)
+            out = forward(g, heads=[settings.index], pos=pos, cell=cell,
+                          direct_forces=settings.forces == "direct" and "forces" in props)
             u, head0 = settings.units, g.batch.new_zeros(g.num_structures)  # the one head of ``u``
             energy = u.energy(out["energy"][:, 0], head0, g.batch, g.numbers)
             node_e = u.node_energy(out["node_energy"][:, 0], head0, g.batch, g.numbers, g.natoms)
