@@ -4,11 +4,20 @@ stress) and ethanol (energy + forces), one thread. Prints per call: graph buildi
 ``get_forces``[, ``get_stress``] on a moved copy, so every call rebuilds the graph).
 
     .venv/bin/python benchmarks/small.py [--reps 20] [--threads 1] [--tree PATH]
+    .venv/bin/python benchmarks/small.py --compile [--rounds 2] [--md-steps 20]
 
 Medians of ``--reps`` calls after 3 warm-ups, as thread CPU time (``time.thread_time``: what the call costs,
 robust to other processes on a shared machine) and as wall time (min: the unloaded latency). ``--tree`` imports
 ``jmp_calc`` from another checkout (e.g. a ``git worktree`` of an older commit) to compare versions side by side:
 run both in alternation and compare the medians.
+
+``--compile``: the same calls with ``JMPCalculator(compile=True)`` (:mod:`jmp_calc.compile`) next to the eager
+calculator in one process: the warm-up (wall time of the first call of each structure kind, compilation
+included), the largest relative deviation from eager (energy, forces, stress: max |compiled - eager| / max
+|eager| over a few moved states), model and ASE-call medians alternated ``--rounds`` times and their ratio, and
+an NVE run of ``--md-steps`` steps of the Cu cell counting Dynamo's compiled graphs against the distinct
+(edge, triplet, quadruplet) counts the run visited (one graph for all of them = no recompilation). Set
+``TORCHINDUCTOR_CACHE_DIR`` to a fresh directory for a cold-cache warm-up.
 """
 
 from __future__ import annotations
@@ -66,11 +75,99 @@ def calls(calc, atoms, props):
     return graph, model, ase_call
 
 
+def _graph_count() -> int:
+    from torch._dynamo.utils import counters
+
+    return int(counters["stats"]["unique_graphs"])
+
+
+def _deviation(eager, compiled, atoms, props, states: int = 3) -> dict[str, float]:
+    """max |compiled - eager| / max |eager| per property over ``states`` moved copies of ``atoms``."""
+    import numpy as np
+
+    worst = dict.fromkeys(props, 0.0)
+    for k in range(states):
+        a = atoms.copy()
+        a.positions += np.random.default_rng(10 + k).normal(0, 0.02, a.positions.shape)
+        (re,) = eager.potential.predict([a], properties=props)
+        (rc,) = compiled.potential.predict([a], properties=props)
+        for p in props:
+            x, y = np.asarray(rc[p]), np.asarray(re[p])
+            worst[p] = max(worst[p], float(np.abs(x - y).max() / max(np.abs(y).max(), 1e-30)))
+    return worst
+
+
+def _md_recompiles(calc, atoms, steps: int) -> str:
+    """NVE steps of ``atoms`` with ``calc``: Dynamo graphs compiled during the run vs distinct graph sizes."""
+    import numpy as np
+    from ase import units
+    from ase.md.velocitydistribution import MaxwellBoltzmannDistribution
+    from ase.md.verlet import VelocityVerlet
+
+    a = atoms.copy()
+    a.calc = calc
+    MaxwellBoltzmannDistribution(a, temperature_K=600, rng=np.random.default_rng(0))
+    sizes, before = set(), _graph_count()
+    pot = calc.potential
+
+    def note():
+        g = pot._graph_cache[2]
+        sizes.add((g.main.num_edges, g.a2a.num_edges, int(g.trip_e2e.inp.shape[0]), int(g.quad.out.shape[0])))
+
+    dyn = VelocityVerlet(a, 2 * units.fs)
+    dyn.attach(note, interval=1)
+    dyn.run(steps)
+    return (f"{steps} NVE steps (600 K, 2 fs): {len(sizes)} distinct (main, a2a, triplet, quadruplet) counts, "
+            f"{_graph_count() - before} graph(s) compiled during the run")
+
+
+def compare_compiled(args, calc, structures) -> None:
+    import time
+
+    from jmp_calc import JMPCalculator
+
+    comp = JMPCalculator(compile=True)
+    print(f"\ncompiled (torch.compile, inductor, dynamic shapes) vs eager, {args.threads} thread(s); warm-up = wall "
+          "time of the first compiled call (compilation included)")
+    rows = []
+    for name, atoms, props in structures:
+        a = atoms.copy()
+        a.positions[0, 0] += 1e-3
+        a.calc = comp
+        graphs, t0 = _graph_count(), time.perf_counter()
+        a.get_potential_energy()
+        warm = time.perf_counter() - t0
+        dev = _deviation(calc, comp, atoms, props)
+        print(f"{name:22s} warm-up {warm:6.1f} s ({_graph_count() - graphs} graph(s)); largest relative deviation "
+              "from eager: " + ", ".join(f"{p} {v:.1e}" for p, v in dev.items()), flush=True)
+        rows.append((name, atoms, props))
+    print(f"{'structure':22s} {'':9s} {'model (cpu/wall ms)':>20s} {'ASE call (cpu/wall ms)':>23s}")
+    for name, atoms, props in rows:
+        res = {"eager": [], "compiled": []}
+        for _ in range(args.rounds):  # alternated: eager, compiled, eager, compiled, ...
+            for label, c in (("eager", calc), ("compiled", comp)):
+                _, model, ase_call = calls(c, atoms, props)
+                res[label].append((measure(model, args.reps), measure(ase_call, args.reps)))
+        for label, r in res.items():
+            cols = "  ".join(f"{min(x[i][0] for x in r):6.1f} / {min(x[i][1] for x in r):5.1f}" for i in (0, 1))
+            print(f"{name:22s} {label:9s} {cols}")
+        ratio = [min(x[i][0] for x in res["eager"]) / min(x[i][0] for x in res["compiled"]) for i in (0, 1)]
+        print(f"{name:22s} {'ratio':9s} model {ratio[0]:.2f}x, ASE call {ratio[1]:.2f}x (eager / compiled, thread-CPU "
+              f"medians, best of {args.rounds} rounds)", flush=True)
+    if args.md_steps:
+        name, atoms, _ = rows[0]
+        print(f"{name}: {_md_recompiles(comp, atoms, args.md_steps)}; compile times so far (s): "
+              f"{[round(t, 1) for t in comp.potential.compiled.compile_times]}")
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--reps", type=int, default=20)
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--tree", default=str(ROOT), help="checkout to import jmp_calc from (default: this one)")
+    ap.add_argument("--compile", action="store_true", help="also compare JMPCalculator(compile=True) with eager")
+    ap.add_argument("--rounds", type=int, default=2, help="--compile: alternated eager/compiled rounds")
+    ap.add_argument("--md-steps", type=int, default=20, help="--compile: NVE steps counting recompilations (0: none)")
     args = ap.parse_args(argv)
     sys.path.insert(0, args.tree)
 
@@ -89,10 +186,13 @@ def main(argv=None) -> int:
     print(f"jmp_calc from {Path(jmp_calc.__file__).parent.parent}, torch {torch.__version__}, {args.threads} "
           f"thread(s), median thread-CPU ms / min wall ms of {args.reps} calls")
     print(f"{'structure':22s} {'graph':>14s} {'model':>14s} {'ASE call':>14s}")
-    for name, atoms, props in (("Cu 32 atoms, E+F+S", cu, ("energy", "forces", "stress")),
-                               ("ethanol, E+F", eth, ("energy", "forces"))):
+    structures = (("Cu 32 atoms, E+F+S", cu, ("energy", "forces", "stress")),
+                  ("ethanol, E+F", eth, ("energy", "forces")))
+    for name, atoms, props in structures:
         cols = [measure(f, args.reps) for f in calls(calc, atoms, props)]
-        print(f"{name:22s} " + " ".join(f"{c:6.1f} / {w:5.1f}" for c, w in cols))
+        print(f"{name:22s} " + " ".join(f"{c:6.1f} / {w:5.1f}" for c, w in cols), flush=True)
+    if args.compile:
+        compare_compiled(args, calc, structures)
     return 0
 
 
