@@ -60,13 +60,32 @@ class TrainBatch:
     sources: list[str]
 
     def to(self, device) -> TrainBatch:
-        return dataclasses.replace(
-            self, g=self.g.to(device), task=self.task.to(device), energy=self.energy.to(device),
-            forces=self.forces.to(device), free=self.free.to(device), stress=self.stress.to(device),
-            properties={k: v.to(device) for k, v in self.properties.items()})
+        """On ``device``; copies from pinned memory (:meth:`pin_memory`) are asynchronous (``non_blocking``)."""
+        return _map_tensors(self, lambda t: t.to(device, non_blocking=True))
+
+    def pin_memory(self) -> TrainBatch:
+        """Every tensor in page-locked memory, so the copy to a GPU can overlap compute; the DataLoader calls this
+        (in its pin-memory thread, off the training step) when it is made with ``pin_memory=True``."""
+        return _map_tensors(self, lambda t: t.pin_memory())
 
     def __len__(self) -> int:
         return int(self.task.shape[0])
+
+
+def _map_tensors(obj, fn):
+    """``obj`` with ``fn`` applied to every tensor in it: fields of (nested) dataclasses, values of dicts."""
+    if isinstance(obj, torch.Tensor):
+        return fn(obj)
+    if isinstance(obj, dict):
+        return {k: _map_tensors(v, fn) for k, v in obj.items()}
+    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
+        changes = {}
+        for f in dataclasses.fields(obj):
+            v = getattr(obj, f.name)
+            if f.init and (isinstance(v, (torch.Tensor, dict)) or dataclasses.is_dataclass(v)):
+                changes[f.name] = _map_tensors(v, fn)
+        return dataclasses.replace(obj, **changes)
+    return obj
 
 
 DROPOUT_SALT = 0x3D6E  # keeps the edge-dropout streams apart from the sampler's (seeded from [seed, epoch])

@@ -301,7 +301,9 @@ class JMPTrainModule(pl.LightningModule):
     def configure_optimizers(self):
         o = self.optim
         groups = layerwise_groups(self.model, o.lr, o.layer_decay, o.weight_decay, o.layer_multipliers)
-        opt = torch.optim.AdamW(groups, lr=o.lr, betas=tuple(o.betas), weight_decay=o.weight_decay)
+        # foreach: one multi-tensor kernel per AdamW op instead of a Python loop over the ~200 tensors (bitwise the
+        # same weights as the loop; fused=True would be faster still but rounds differently)
+        opt = torch.optim.AdamW(groups, lr=o.lr, betas=tuple(o.betas), weight_decay=o.weight_decay, foreach=True)
         total = self.trainer.estimated_stepping_batches
         total = int(total) if (o.cosine and math.isfinite(total) and total > 0) else None
         if o.cosine and o.cosine_steps:
@@ -347,6 +349,7 @@ class EMA(pl.Callback):
         self.decay = float(decay)
         self.shadow: dict[str, torch.Tensor] | None = None
         self._backup: dict[str, torch.Tensor] | None = None
+        self._pairs: tuple[list, list, list, list] | None = None  # (shadow, live) floating and other tensors
 
     def on_fit_start(self, trainer, pl_module) -> None:
         state = pl_module.model.state_dict()
@@ -354,15 +357,32 @@ class EMA(pl.Callback):
             self.shadow = {k: v.detach().clone() for k, v in state.items()}
         else:
             self.shadow = {k: v.to(state[k].device) for k, v in self.shadow.items()}
+        self._pairs = None
+
+    def _tensor_pairs(self, model: torch.nn.Module) -> tuple[list, list, list, list]:
+        """Shadow and live tensors, paired once per fit (``state_dict()`` per step costs more than the update): the
+        optimiser and ``load_state_dict`` (``swap_in`` / ``swap_out``) update the live tensors in place, so the
+        same storage holds the weights all run long (the live ones are kept as detached aliases of it)."""
+        if self._pairs is None:
+            fs, fl, os_, ol = [], [], [], []
+            for k, v in model.state_dict().items():  # detached aliases of the parameters and buffers
+                if v.dtype.is_floating_point:
+                    fs.append(self.shadow[k])
+                    fl.append(v)
+                else:
+                    os_.append(self.shadow[k])
+                    ol.append(v)
+            self._pairs = (fs, fl, os_, ol)
+        return self._pairs
 
     @torch.no_grad()
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
-        for k, v in pl_module.model.state_dict().items():
-            s = self.shadow[k]
-            if v.dtype.is_floating_point:
-                s.lerp_(v.detach(), 1.0 - self.decay)
-            else:
-                s.copy_(v)
+        # one multi-tensor lerp over all floating tensors (bitwise the per-tensor lerp_ it replaces)
+        fs, fl, os_, ol = self._tensor_pairs(pl_module.model)
+        if fs:
+            torch._foreach_lerp_(fs, fl, 1.0 - self.decay)
+        for s, v in zip(os_, ol):
+            s.copy_(v)
 
     def swap_in(self, pl_module) -> None:
         if self.shadow is None or self._backup is not None:
@@ -391,3 +411,4 @@ class EMA(pl.Callback):
 
     def load_state_dict(self, state: dict) -> None:
         self.shadow = state.get("shadow")
+        self._pairs = None

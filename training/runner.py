@@ -164,7 +164,10 @@ def fit(run: TrainingRun, *, resume: bool, card: dict, readme: str) -> RunResult
                                  num_replicas=world, rank=rank, keys=True)
     # own generators: creating a DataLoader iterator draws a seed from torch's global RNG otherwise, and a resumed
     # run creates its iterators at other points of the RNG stream than the run it continues (dropout would differ)
-    loader_kw = dict(num_workers=t.num_workers, persistent_workers=t.num_workers > 0,
+    # pinned batches on a GPU: the DataLoader's pin-memory thread page-locks each batch, and TrainBatch.to copies it
+    # asynchronously, so neither graph building (in workers) nor the host-to-device copy holds up the step
+    on_gpu = t.accelerator in ("auto", "gpu", "cuda") and torch.cuda.is_available()
+    loader_kw = dict(num_workers=t.num_workers, persistent_workers=t.num_workers > 0, pin_memory=on_gpu,
                      generator=torch.Generator().manual_seed(cfg.seed))
     train_dl = torch.utils.data.DataLoader(train_ds, batch_size=t.batch_size, sampler=sampler, drop_last=False,
                                            collate_fn=train_collate, **loader_kw)

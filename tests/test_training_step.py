@@ -1,0 +1,143 @@
+"""The training step's bookkeeping made faster stays exact: the EMA's multi-tensor update equals the per-tensor
+update it replaced (bitwise, across a validation swap), the optimiser's foreach AdamW equals the loop
+implementation, and batches keep every tensor through ``to`` / ``pin_memory``."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+pytest.importorskip("lightning")
+
+from jmp_calc.config import GraphConfig, HeadConfig, tiny  # noqa: E402
+from jmp_calc.model import JMPModel  # noqa: E402
+from training.batching import Collater, TrainBatch  # noqa: E402
+from training.config import OptimConfig  # noqa: E402
+from training.data.base import Sample  # noqa: E402
+from training.module import EMA, JMPTrainModule, layerwise_groups  # noqa: E402
+from training.task import Task  # noqa: E402
+
+
+def _model(seed=0):
+    torch.manual_seed(seed)
+    return JMPModel(tiny(num_blocks=1), [HeadConfig(name="a", energy_std=2.0, force_std=0.5)])
+
+
+class _Module:  # what the EMA callback reads of a LightningModule
+    def __init__(self, model):
+        self.model = model
+
+
+def _perturb(model, gen):
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(0.01 * torch.randn(p.shape, generator=gen))
+
+
+def test_ema_multi_tensor_update_equals_the_per_tensor_update():
+    model = _model()
+    mod = _Module(model)
+    ema = EMA(0.9)
+    ema.on_fit_start(None, mod)
+    ref = {k: v.clone() for k, v in model.state_dict().items()}  # the update as it was: lerp_ per tensor
+    gen = torch.Generator().manual_seed(1)
+    for step in range(6):
+        _perturb(model, gen)
+        ema.on_train_batch_end(None, mod, None, None, step)
+        for k, v in model.state_dict().items():
+            ref[k].lerp_(v, 0.1) if v.dtype.is_floating_point else ref[k].copy_(v)
+        if step == 2:  # validation swaps the averaged weights in and out (in place): the pairing must survive
+            live = {k: v.clone() for k, v in model.state_dict().items()}
+            ema.swap_in(mod)
+            assert all(torch.equal(v, ema.shadow[k]) for k, v in model.state_dict().items())
+            ema.swap_out(mod)
+            assert all(torch.equal(v, live[k]) for k, v in model.state_dict().items())
+    assert ema.shadow.keys() == ref.keys()
+    for k in ref:
+        assert torch.equal(ema.shadow[k], ref[k]), k
+    assert any(not torch.equal(ema.shadow[k], v) for k, v in model.state_dict().items())  # it averages
+    # a state restored from a checkpoint is what the next updates average into
+    state = ema.state_dict()
+    ema2 = EMA(0.9)
+    ema2.load_state_dict({k: ({n: t.clone() for n, t in v.items()} if isinstance(v, dict) else v)
+                          for k, v in state.items()})
+    ema2.on_fit_start(None, mod)
+    _perturb(model, gen)
+    ema.on_train_batch_end(None, mod, None, None, 6)
+    ema2.on_train_batch_end(None, mod, None, None, 6)
+    assert all(torch.equal(ema.shadow[k], ema2.shadow[k]) for k in ref)
+
+
+def test_optimizer_is_foreach_adamw_with_the_loop_results():
+    optim = OptimConfig(lr=1e-3, weight_decay=0.1, betas=[0.9, 0.95], layer_decay=0.8)
+    weights = {}
+    for foreach in (True, False):
+        model = _model()
+        module = JMPTrainModule(model, [Task(name="a", graph=GraphConfig(cutoff=4.0, max_neighbors=8), head=0)],
+                                optim)
+        groups = layerwise_groups(model, optim.lr, optim.layer_decay, optim.weight_decay)
+        opt = torch.optim.AdamW(groups, lr=optim.lr, betas=tuple(optim.betas), weight_decay=optim.weight_decay,
+                                foreach=foreach)
+        if foreach:  # the module's own optimiser is this one (configure_optimizers asks the trainer for steps)
+            with pytest.MonkeyPatch.context() as mp:
+                mp.setattr(type(module), "trainer", property(lambda self: type("T", (), {
+                    "estimated_stepping_batches": 10})()))
+                own = module.configure_optimizers()["optimizer"]
+            assert isinstance(own, torch.optim.AdamW) and own.defaults["foreach"] is True
+            assert [g["initial_lr"] for g in own.param_groups] == [g["lr"] for g in opt.param_groups]
+        gen = torch.Generator().manual_seed(3)
+        for _ in range(5):
+            for p in model.parameters():
+                p.grad = torch.randn(p.shape, generator=gen)
+            opt.step()
+        weights[foreach] = [p.detach().clone() for p in model.parameters()]
+    assert all(torch.equal(a, b) for a, b in zip(weights[True], weights[False]))
+
+
+def _batch() -> TrainBatch:
+    rng = np.random.default_rng(0)
+    samples = []
+    for n in (3, 5):
+        pos = rng.uniform(0, 3, (n, 3))
+        samples.append((Sample(numbers=np.full(n, 6), positions=pos, energy=-1.0 * n,
+                               forces=rng.normal(size=(n, 3)), properties={"gap": 0.5}), 0))
+    task = Task(name="a", graph=GraphConfig(cutoff=4.0, max_neighbors=8, pbc=False), head=0, energy=True,
+                forces="direct", properties={"gap": (0, 1.0)})
+    return Collater([task], [1, 2], ["gap"])(samples)
+
+
+def _tensors(obj, prefix=""):
+    import dataclasses
+
+    if isinstance(obj, torch.Tensor):
+        return {prefix: obj}
+    out = {}
+    if isinstance(obj, dict):
+        for k, v in obj.items():
+            out.update(_tensors(v, f"{prefix}.{k}"))
+    elif dataclasses.is_dataclass(obj):
+        for f in dataclasses.fields(obj):
+            out.update(_tensors(getattr(obj, f.name), f"{prefix}.{f.name}"))
+    return out
+
+
+def test_batch_to_keeps_every_tensor_and_the_sources():
+    b = _batch()
+    moved = b.to("cpu")
+    before, after = _tensors(b), _tensors(moved)
+    assert before.keys() == after.keys() and len(before) > 20  # graph tensors, edge sets, labels, properties
+    for k in before:
+        torch.testing.assert_close(after[k], before[k], rtol=0, atol=0, equal_nan=True, msg=k)  # dtype too
+    assert moved.sources == b.sources and len(moved) == 2
+    assert any(k.endswith("properties.gap") for k in after)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="page-locked memory needs a CUDA device")
+def test_pinned_batch_copies_to_the_gpu():
+    b = _batch().pin_memory()
+    assert all(t.is_pinned() for t in _tensors(b).values())
+    on = b.to("cuda")
+    assert all(t.is_cuda for t in _tensors(on).values())
+    for k, t in _tensors(_batch()).items():
+        torch.testing.assert_close(_tensors(on)[k].cpu(), t, rtol=0, atol=0, equal_nan=True, msg=k)
