@@ -234,9 +234,7 @@ class InteractionBlock(nn.Module):
         backward (it keeps only h, m and the bases from forward to backward, one block's activations exist at
         a time; the aggregations inside are checkpointed again, nested)."""
         if layers.BLOCK_RECOMPUTE and isinstance(bases["qint"]["sph"], QuadBasis):
-            from torch.utils.checkpoint import checkpoint
-
-            return checkpoint(self._forward, h, m, bases, g, use_reentrant=False)
+            return recomputed(self._forward, h, m, bases, g, force=True)
         return self._forward(h, m, bases, g)
 
     def _forward(self, h: torch.Tensor, m: torch.Tensor, bases: dict, g) -> tuple[torch.Tensor, torch.Tensor]:
