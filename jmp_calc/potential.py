@@ -196,8 +196,8 @@ class Potential:
 
     ``compile=True`` (or a :class:`~jmp_calc.compile.CompileOptions`) runs the model's forward through
     ``torch.compile`` with dynamic shapes (:mod:`jmp_calc.compile`): the first call compiles (logged, and kept in
-    ``self.compiled.compile_times``), later calls of any size reuse it; if compiling fails the potential warns
-    once and stays eager.
+    ``self.compiled.compile_times``; experimental: one compilation across changing sizes is not yet shown, and
+    energy + forces + stress does not compile yet); if compiling fails the potential warns once and stays eager.
     """
 
     def __init__(self, model: JMPModel, *, head: str | int | None = None, forces: str = "auto",
