@@ -92,9 +92,6 @@ class CompiledForward:
         #: seconds of each call that compiled a new graph (the first is the warm-up)
         self.compile_times: list[float] = []
         self._compiled = None
-        from .model.layers import ScaleFactor
-
-        self._scale_factors = [m for m in model.modules() if isinstance(m, ScaleFactor)]
         try:
             self._compiled = torch.compile(self._forward, backend=self.options.backend, mode=self.options.mode,
                                            dynamic=self.options.dynamic)
@@ -127,21 +124,7 @@ class CompiledForward:
         """The compiled forward (compiles on the first call of a new graph); eager once compiling has failed."""
         if self._compiled is None:
             return self._forward(g, heads, pos, cell, direct_forces)
-        self._clear_python_caches()
         return self._compiled(g, heads, pos, cell, direct_forces)
-
-    def _clear_python_caches(self) -> None:
-        """Empty the model's Python-side caches (``layers.const``'s tensors, each ``ScaleFactor``'s multiplier)
-        before a compiled call, so that every call meets them as the first trace did. Dynamo guards on their
-        state: the first trace fills ``_CONSTS`` (guard: "empty") and the next call, finding it full, recompiled
-        the whole model, and with a filled multiplier cache Dynamo breaks the graph at every ``ScaleFactor``
-        (``s._version`` is data-dependent to it). Rebuilding them costs microseconds; the compiled graph
-        replays their filling."""
-        from .model import layers
-
-        layers._CONSTS.clear()
-        for m in self._scale_factors:
-            m._cached = None
 
     def evaluate(self, compute: Callable[[Callable[..., dict]], T], g) -> T:
         """``compute(forward)`` with the compiled forward, where ``compute`` runs the forward and any gradient of

@@ -31,8 +31,9 @@ def const(value: float, like: torch.Tensor):
     arithmetic as the Python number (both are CPU scalars to the kernel), without the per-call conversion of the
     number to a tensor (three extra dispatcher calls per operation, forward and backward, ~1/4 of the op count
     of a small system's call). float32/float64 only; other dtypes (bf16 under autocast) get the Python number,
-    whose reduced-precision arithmetic differs."""
-    if like.dtype not in (torch.float32, torch.float64):
+    whose reduced-precision arithmetic differs. Under ``torch.compile`` the Python number too: a traced graph
+    folds it in, and a cache filled during tracing would be a guard that fails on the next call (recompilation)."""
+    if like.dtype not in (torch.float32, torch.float64) or torch.compiler.is_compiling():
         return value
     key = (value, like.dtype, like.device)
     t = _CONSTS.get(key)
@@ -159,6 +160,8 @@ class ScaleFactor(nn.Module):
     def multiplier(self, dtype: torch.dtype) -> torch.Tensor:
         """The factor as a 0-dim tensor of ``dtype`` (1 when not fitted), cached while the buffer is unchanged."""
         s, c = self.scale_factor, self._cached
+        if torch.compiler.is_compiling():  # part of the traced graph: a cache would be guarded on (and break it)
+            return torch.where(s == 0, torch.ones_like(s), s).to(dtype)
         if c is None or c[0] is not s or c[1] != s._version or c[2] != dtype:
             # a normal tensor (autograd saves it) even when first built under inference mode; branch-free on
             # purpose: no host sync on GPU
