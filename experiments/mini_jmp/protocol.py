@@ -96,6 +96,7 @@ class Settings:
     max_val: int | None = None  #: subsample validation sets (tiny tests only; default: the task's full split)
     max_test: int | None = None
     mace: bool = True
+    modes: tuple[str, ...] = MODES  #: e.g. ("scratch", "mace"): the baselines, before the backbone exists
     threads: int = 1
     jobs: int = 1
     pbe_dir: Path = PBE_DIR
@@ -175,7 +176,7 @@ def plan(s: Settings) -> list[Job]:
             for seed in s.seeds:
                 train = _subset(t.train, data / f"train_n{n}_seed{seed}.extxyz", n, seed)
                 for mode in MODES:
-                    if mode == "mace" and (not s.mace or t.kind != "force-field"):
+                    if mode not in s.modes or mode == "mace" and (not s.mace or t.kind != "force-field"):
                         continue
                     jobs.append(Job(t, n, seed, mode, run_dir(s.out, name, n, seed, mode), train, valid, test,
                                     epochs))
@@ -482,6 +483,9 @@ def main(argv=None) -> int:
     ap.add_argument("--max-val", type=int, help="subsample validation sets (tiny tests)")
     ap.add_argument("--max-test", type=int, help="subsample test sets (tiny tests)")
     ap.add_argument("--no-mace", action="store_true", help="skip the MACE baseline")
+    ap.add_argument("--modes", nargs="*", default=list(MODES), choices=list(MODES),
+                    help="run only these modes (e.g. the baselines, scratch and mace, which do not depend on --base, "
+                         "while the backbone still trains); the others are planned out, not deleted")
     ap.add_argument("--threads", type=int, default=1, help="torch threads per run")
     ap.add_argument("--jobs", type=int, default=1, help="runs in parallel")
     ap.add_argument("--pbe-dir", type=Path, default=PBE_DIR, help="the pbe-ethanol task files (datagen.pbe_relabel)")
@@ -494,7 +498,7 @@ def main(argv=None) -> int:
         raise SystemExit(f"{a.cmd}: one --out directory")
     s = Settings(base=a.base, out=a.out[0], tasks=tuple(a.tasks), sizes=tuple(a.sizes), seeds=tuple(a.seeds),
                  steps=a.steps, epochs=a.epochs, max_val=a.max_val, max_test=a.max_test, mace=not a.no_mace,
-                 threads=a.threads, jobs=a.jobs, pbe_dir=a.pbe_dir)
+                 modes=tuple(a.modes), threads=a.threads, jobs=a.jobs, pbe_dir=a.pbe_dir)
     if a.cmd == "plan":
         jobs = plan(s)
         todo = [j for j in jobs if not (j.out / "test_metrics.json").exists()]
