@@ -79,3 +79,17 @@ def test_equal_step_budget_in_epochs():
     assert epochs_for(50, 1000) == 143 and epochs_for(200, 1000) == 40  # 7 and 25 steps per epoch (batch 8)
     assert epochs_for(10, 1) == 1
     assert math.ceil(200 / 8) * epochs_for(200, 1000) == 1000
+
+
+def test_plan_runs_only_the_modes_asked_for(tmp_path):
+    """--modes scratch mace plans the baselines alone (they do not depend on the backbone); the default plans all
+    three, on the same seeded training subset."""
+    from experiments.mini_jmp.protocol import MODES, Settings, plan
+
+    s = Settings(base="unused", out=tmp_path, tasks=("pbe-ethanol",), sizes=(5,), seeds=(0,), steps=10)
+    every = plan(s)
+    assert [j.mode for j in every] == list(MODES)
+    base = plan(Settings(**{**s.__dict__, "modes": ("scratch", "mace")}))
+    assert [j.mode for j in base] == ["scratch", "mace"]
+    assert {j.train for j in base} == {every[0].train} and every[0].epochs == 10  # 1 step per epoch at N=5
+    assert [j.mode for j in plan(Settings(**{**s.__dict__, "modes": ("scratch",), "mace": False}))] == ["scratch"]
