@@ -6,6 +6,10 @@ with::
     git archive 3c88e94 jmp_calc | tar -x -C OLD
     PYTHONPATH=OLD python tests/data/make_card_reference.py tests/data/card_reference.npz \
         tests/data/fixtures/jmp-tiny-random.pt tests/data/jmp-ref-small.pt /tmp/small_dir
+
+The ``3/...`` entries (``jmp-mini-s``) were remade on 2026-12-02 when the v2 backbone replaced the v1 weights: the
+same command with the new ``jmp_calc/models/jmp-mini-s`` copied into OLD, only those entries taken (the others came
+out equal to ~1e-15 and were kept as they were).
 """
 import sys
 import warnings
