@@ -98,7 +98,9 @@ def test_two_processes_give_the_single_process_curve(cfg, ddp_run, tmp_path):
     wa, wb = _weights(ddp_run), _weights(one)
     dw = max(float((wa[k] - wb[k]).abs().max()) for k in wa)
     print(f"DDP (2 x 2) vs 1 process (4): largest relative loss difference {worst:.2e}, weights {dw:.2e}")
-    assert dw < 1e-6  # measured: 6e-8
+    # measured: 6e-8 on one machine, 1.2e-6 on another (2026-12-02, the same on the code of f957dc2 and of now):
+    # float32 reduction order differs between the two runs; a wrong gradient average is off by ~1e-2
+    assert dw < 1e-5
     # not a vacuous match: the curve moved (and had rank 1 trained on rank 0's half, as it did before the
     # sampler took its rank from the trainer, epoch 0's loss differed by 2x)
     rows = _rows(one)
