@@ -92,4 +92,4 @@ def test_plan_runs_only_the_modes_asked_for(tmp_path):
     base = plan(Settings(**{**s.__dict__, "modes": ("scratch", "mace")}))
     assert [j.mode for j in base] == ["scratch", "mace"]
     assert {j.train for j in base} == {every[0].train} and every[0].epochs == 10  # 1 step per epoch at N=5
-    assert [j.mode for j in plan(Settings(**{**s.__dict__, "modes": ("scratch",), "mace": False}))] == ["scratch"]
+    assert [j.mode for j in plan(Settings(**{**s.__dict__, "modes": ("scratch",)}))] == ["scratch"]

@@ -95,7 +95,6 @@ class Settings:
     epochs: int | None = None  #: instead of --steps (tiny tests)
     max_val: int | None = None  #: subsample validation sets (tiny tests only; default: the task's full split)
     max_test: int | None = None
-    mace: bool = True
     modes: tuple[str, ...] = MODES  #: e.g. ("scratch", "mace"): the baselines, before the backbone exists
     threads: int = 1
     jobs: int = 1
@@ -176,7 +175,7 @@ def plan(s: Settings) -> list[Job]:
             for seed in s.seeds:
                 train = _subset(t.train, data / f"train_n{n}_seed{seed}.extxyz", n, seed)
                 for mode in MODES:
-                    if mode not in s.modes or mode == "mace" and (not s.mace or t.kind != "force-field"):
+                    if mode not in s.modes or mode == "mace" and t.kind != "force-field":
                         continue
                     jobs.append(Job(t, n, seed, mode, run_dir(s.out, name, n, seed, mode), train, valid, test,
                                     epochs))
@@ -482,7 +481,7 @@ def main(argv=None) -> int:
     ap.add_argument("--epochs", type=int, help="epochs instead of --steps (tiny tests)")
     ap.add_argument("--max-val", type=int, help="subsample validation sets (tiny tests)")
     ap.add_argument("--max-test", type=int, help="subsample test sets (tiny tests)")
-    ap.add_argument("--no-mace", action="store_true", help="skip the MACE baseline")
+    ap.add_argument("--no-mace", action="store_true", help="skip the MACE baseline (drops mace from --modes)")
     ap.add_argument("--modes", nargs="*", default=list(MODES), choices=list(MODES),
                     help="run only these modes (e.g. the baselines, scratch and mace, which do not depend on --base, "
                          "while the backbone still trains); the others are planned out, not deleted")
@@ -496,9 +495,10 @@ def main(argv=None) -> int:
         return 0
     if len(a.out) != 1:
         raise SystemExit(f"{a.cmd}: one --out directory")
+    modes = tuple(m for m in a.modes if not (a.no_mace and m == "mace"))
     s = Settings(base=a.base, out=a.out[0], tasks=tuple(a.tasks), sizes=tuple(a.sizes), seeds=tuple(a.seeds),
-                 steps=a.steps, epochs=a.epochs, max_val=a.max_val, max_test=a.max_test, mace=not a.no_mace,
-                 modes=tuple(a.modes), threads=a.threads, jobs=a.jobs, pbe_dir=a.pbe_dir)
+                 steps=a.steps, epochs=a.epochs, max_val=a.max_val, max_test=a.max_test,
+                 modes=modes, threads=a.threads, jobs=a.jobs, pbe_dir=a.pbe_dir)
     if a.cmd == "plan":
         jobs = plan(s)
         todo = [j for j in jobs if not (j.out / "test_metrics.json").exists()]

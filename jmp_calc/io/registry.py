@@ -42,7 +42,7 @@ REGISTRY: dict[str, ModelEntry] = {
         description="small GemNet-OC trained from scratch on EMT metal slabs + adsorbates and bulk metals"),
     "jmp-mini-s": ModelEntry(
         name="jmp-mini-s", source="embedded", license="MIT",
-        description="mini-JMP backbone (v2) pre-trained here on mini-oc20/ani1x/largemol/t1x (4 heads, 30,000 "
+        description="mini-JMP backbone (v2) pre-trained here on mini-oc20/ani1x/largemol/t1x (4 heads, 29,500 "
                     "steps); fine-tune it offline with training.finetune --base jmp-mini-s"),
     "jmp-mini-s-ethanol": ModelEntry(
         name="jmp-mini-s-ethanol", source="embedded", license="MIT",
