@@ -161,14 +161,18 @@ class ScaleFactor(nn.Module):
         """The factor as a 0-dim tensor of ``dtype`` (1 when not fitted), cached while the buffer is unchanged."""
         s, c = self.scale_factor, self._cached
         if torch.compiler.is_compiling():  # part of the traced graph: a cache would be guarded on (and break it)
-            return torch.where(s == 0, torch.ones_like(s), s).to(dtype)
+            return self._factor(s, dtype)
         if c is None or c[0] is not s or c[1] != s._version or c[2] != dtype:
-            # a normal tensor (autograd saves it) even when first built under inference mode; branch-free on
-            # purpose: no host sync on GPU
+            # a normal tensor (autograd saves it) even when first built under inference mode
             with torch.inference_mode(False), torch.no_grad():
-                m = torch.where(s == 0, torch.ones_like(s), s).to(dtype)
+                m = self._factor(s, dtype)
             c = self._cached = (s, s._version, dtype, m)
         return c[3]
+
+    @staticmethod
+    def _factor(s: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+        """``s`` as ``dtype``, 1 where not fitted (0); branch-free on purpose: no host sync on GPU."""
+        return torch.where(s == 0, torch.ones_like(s), s).to(dtype)
 
     # --- fitting (used by the training stack to initialise new models) -------------------------------------
     def start_fit_(self) -> None:
