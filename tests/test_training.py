@@ -99,6 +99,17 @@ def test_temperature_sampling_is_deterministic_shardable_and_resumable():
     assert list(s) == a  # the skip applies once
 
 
+def test_sample_weight_multiplies_the_temperature_probabilities():
+    assert np.allclose(temperature_weights([100, 1], 2.0, [1.0, 10.0]), [0.5, 0.5])
+    s = TemperatureSampler([400, 400], temperature=1.0, samples_per_epoch=4000, seed=0, multipliers=[3.0, 1.0])
+    s.set_epoch(0)
+    share = np.mean(np.asarray(list(s)) < 400)
+    assert 0.72 < share < 0.78  # 3:1 (a draw of 4,000: sd 0.007)
+    with pytest.raises(ConfigError, match=r"datasets\[a\].sample_weight"):
+        RunConfig.from_dict({"name": "x", "out": "y", "datasets": [{"name": "a", "train": "t.xyz",
+                                                                   "sample_weight": 0}]})
+
+
 def test_config_errors_name_the_key(tmp_path):
     p = tmp_path / "c.yaml"
     p.write_text("name: x\nout: y\ndatasets: [{name: a, train: t.xyz, forse_weight: 3}]\n")

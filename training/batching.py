@@ -150,13 +150,16 @@ class Collater:
                           sources=[s.source for s in samples])
 
 
-def temperature_weights(sizes, temperature: float) -> np.ndarray:
+def temperature_weights(sizes, temperature: float, multipliers=None) -> np.ndarray:
     """JMP's temperature sampling: dataset ``i`` is drawn with probability proportional to ``n_i ** (1 / T)``
-    (T = 1: proportional to size; T -> inf: uniform over datasets; JMP used T = 2)."""
+    (T = 1: proportional to size; T -> inf: uniform over datasets; JMP used T = 2), times ``multipliers[i]``
+    (``DatasetConfig.sample_weight``; default 1) when given."""
     sizes = np.asarray(sizes, dtype=np.float64)
     if temperature <= 0:
         raise ValueError(f"sampling temperature must be positive, got {temperature}")
     w = np.where(sizes > 0, sizes ** (1.0 / temperature), 0.0)
+    if multipliers is not None:
+        w = w * np.asarray(multipliers, dtype=np.float64)
     return w / w.sum()
 
 
@@ -171,9 +174,10 @@ class TemperatureSampler(Sampler[int]):
     """
 
     def __init__(self, sizes, *, temperature: float = 2.0, samples_per_epoch: int | None = None, seed: int = 0,
-                 shuffle: bool = True, num_replicas: int = 1, rank: int = 0, keys: bool = False):
+                 shuffle: bool = True, num_replicas: int = 1, rank: int = 0, keys: bool = False,
+                 multipliers=None):
         self.sizes = np.asarray(sizes, dtype=np.int64)
-        self.weights = temperature_weights(self.sizes, temperature)
+        self.weights = temperature_weights(self.sizes, temperature, multipliers)
         self.total = int(samples_per_epoch or self.sizes.sum())
         self.seed, self.shuffle = int(seed), shuffle
         self.num_replicas, self.rank = int(num_replicas), int(rank)

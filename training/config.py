@@ -4,6 +4,7 @@ misspelt key is an error that names it)."""
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -72,6 +73,9 @@ class DatasetConfig:
     #: drop frames (train and val) where any atom's force norm |F| exceeds this (eV/A) at read time, before the
     #: statistics that normalise the loss are fitted; None: keep every frame
     max_abs_force: float | None = None
+    #: multiplier of this dataset's temperature-sampling probability (renormalised over the datasets): e.g. 2 draws
+    #: a small dataset twice as often as temperature sampling alone would, in a multi-domain fine-tune
+    sample_weight: float = 1.0
     #: graph rule of this dataset's heads (jmp_calc.config.GraphConfig fields); keys not given come from the base
     #: model's head of the same periodicity (with model.init_from) or JMP's default (12 A, 30 neighbours)
     graph: dict[str, Any] = field(default_factory=dict)
@@ -94,6 +98,8 @@ class DatasetConfig:
         where = f"datasets[{self.name}]"
         if self.forces not in ("direct", "conservative", "none"):
             raise ConfigError(f"{where}.forces must be direct, conservative or none, got {self.forces!r}")
+        if not (self.sample_weight > 0 and math.isfinite(self.sample_weight)):
+            raise ConfigError(f"{where}.sample_weight must be a positive number, got {self.sample_weight!r}")
         if self.stress and self.forces != "conservative":
             raise ConfigError(f"{where}.stress needs forces: conservative")
         if not self.energy and (self.forces != "none" or self.stress):

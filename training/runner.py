@@ -161,7 +161,8 @@ def fit(run: TrainingRun, *, resume: bool, card: dict, readme: str) -> RunResult
     rank = int(os.environ.get("RANK", 0))
     sampler = TemperatureSampler(train_ds.sizes, temperature=cfg.sampling.temperature,
                                  samples_per_epoch=cfg.sampling.samples_per_epoch, seed=cfg.seed,
-                                 num_replicas=world, rank=rank, keys=True)
+                                 num_replicas=world, rank=rank, keys=True,
+                                 multipliers=[d.sample_weight for d in cfg.datasets])
     # own generators: creating a DataLoader iterator draws a seed from torch's global RNG otherwise, and a resumed
     # run creates its iterators at other points of the RNG stream than the run it continues (dropout would differ)
     # pinned batches on a GPU: the DataLoader's pin-memory thread page-locks each batch, and TrainBatch.to copies it
@@ -323,13 +324,13 @@ class ResumeCheckpoint(_pl.callbacks.Checkpoint):
             return  # validation follows: written at the epoch's end instead
         stopping = trainer.should_stop or 0 < (trainer.max_steps or 0) <= trainer.global_step
         if stopping or (self.every > 0 and trainer.global_step % self.every == 0):
-            trainer.save_checkpoint(self.path)
+            trainer.save_checkpoint(self.path, weights_only=False)  # full state: resumable
 
     def on_train_epoch_end(self, trainer, pl_module) -> None:
         # an epoch cut short (max_time, max_steps) was saved at its last batch: Lightning would resume a checkpoint
         # written here as a finished epoch and skip the rest of it
         if trainer.fit_loop.epoch_loop.batch_progress.is_last_batch:
-            trainer.save_checkpoint(self.path)
+            trainer.save_checkpoint(self.path, weights_only=False)  # full state: resumable
 
 
 class ChunkTimer(_pl.callbacks.Timer):
