@@ -141,3 +141,45 @@ def test_pinned_batch_copies_to_the_gpu():
     assert all(t.is_cuda for t in _tensors(on).values())
     for k, t in _tensors(_batch()).items():
         torch.testing.assert_close(_tensors(on)[k].cpu(), t, rtol=0, atol=0, equal_nan=True, msg=k)
+
+
+def _slab_batch(fixed_atom_forces: bool, loss: str = "mae"):
+    rng = np.random.default_rng(1)
+    n = 6
+    fixed = np.array([True, True, False, False, False, False])
+    s = Sample(numbers=np.full(n, 29), positions=rng.uniform(0, 4, (n, 3)), energy=-3.0,
+               forces=rng.normal(size=(n, 3)), fixed=fixed)
+    task = Task(name="slab", graph=GraphConfig(cutoff=4.0, max_neighbors=8, pbc=False), head=0, energy=True,
+                forces="direct", fixed_atom_forces=fixed_atom_forces, loss=loss, force_weight=10.0)
+    return Collater([task], [1, 2])([(s, 0)]), task
+
+
+def test_fixed_atom_forces_decides_which_atoms_count():
+    b, _ = _slab_batch(False)
+    assert b.free.tolist() == [False, False, True, True, True, True]  # JMP / OC20: fixed atoms left out
+    b, _ = _slab_batch(True)
+    assert b.free.all()
+
+
+@pytest.mark.parametrize("loss", ["mae", "mse"])
+def test_loss_is_the_documented_function_of_the_normalised_errors(loss):
+    model = _model()
+    for fixed_atom_forces in (False, True):
+        b, task = _slab_batch(fixed_atom_forces, loss)
+        module = JMPTrainModule(model, [task], OptimConfig())
+        total, _ = module.compute(b, train=False)
+        with torch.no_grad():
+            out = model(b.g, pos=b.g.pos, cell=b.g.cell, direct_forces=True)
+        e = module.units.energy(out["energy"][:, 0], torch.zeros(1, dtype=torch.long), b.g.batch, b.g.numbers)
+        f = module.units.forces(out["forces"][:, :, 0], torch.zeros(1, dtype=torch.long), b.g.batch)
+        e_n = (e.double() - b.energy).abs() / 2.0  # energy_std of the head
+        f_n = torch.linalg.vector_norm(f.double() - b.forces, dim=1) / 0.5  # force_std
+        keep = b.free
+        if loss == "mse":
+            e_n, f_n = e_n**2, f_n**2
+        expect = e_n.sum() + 10.0 * f_n[keep].mean()
+        torch.testing.assert_close(total.double(), expect, rtol=1e-5, atol=0)
+    with pytest.raises(Exception, match="loss must be mae or mse"):
+        from training.config import DatasetConfig
+
+        DatasetConfig(name="x", loss="huber")

@@ -54,7 +54,7 @@ class TrainBatch:
     task: torch.Tensor  # (B,) dataset index per structure
     energy: torch.Tensor  # (B,) eV, NaN where absent
     forces: torch.Tensor  # (N, 3) eV/A, NaN where absent
-    free: torch.Tensor  # (N,) bool: atoms whose forces count (not fixed)
+    free: torch.Tensor  # (N,) bool: atoms whose forces count (not fixed, unless the task trains those too)
     stress: torch.Tensor  # (B, 3, 3) eV/A^3, NaN where absent
     properties: dict[str, torch.Tensor]  # name -> (B,), NaN where absent
     sources: list[str]
@@ -139,8 +139,8 @@ class Collater:
                                for s, t in items], dtype=torch.float64)
         forces = torch.cat([torch.as_tensor(s.forces) if (s.forces is not None and self.tasks[t].has_forces)
                             else torch.full((len(s), 3), nan, dtype=torch.float64) for s, t in items])
-        free = torch.cat([torch.as_tensor(~s.fixed) if s.fixed is not None else torch.ones(len(s), dtype=torch.bool)
-                          for s in samples])
+        free = torch.cat([torch.as_tensor(~s.fixed) if (s.fixed is not None and not self.tasks[t].fixed_atom_forces)
+                          else torch.ones(len(s), dtype=torch.bool) for s, t in items])
         stress = torch.stack([torch.as_tensor(s.stress) if (s.stress is not None and self.tasks[t].stress)
                               else torch.full((3, 3), nan, dtype=torch.float64) for s, t in items])
         props = {p: torch.tensor([float(s.properties.get(p, nan)) if p in self.tasks[t].properties else nan

@@ -94,8 +94,10 @@ def build_run(cfg: RunConfig, *, base: JMPModel | None = None, log=print) -> Tra
         props += [p for p in prop_heads if p not in props]
         tasks.append(Task(name=d.name, graph=graph, set_tags_to=tags, head=first_head if has_energy else None,
                           energy=d.energy, forces=d.forces if has_energy else "none", stress=d.stress,
+                          fixed_atom_forces=d.fixed_atom_forces,
                           energy_weight=d.energy_weight if d.energy else 0.0, force_weight=d.force_weight,
-                          stress_weight=d.stress_weight if d.stress else 0.0, properties=prop_heads))
+                          stress_weight=d.stress_weight if d.stress else 0.0, loss=d.loss,
+                          properties=prop_heads))
         splits.append(sp)
         log(f"dataset {d.name}: {len(sp.train)} train / {len(sp.val)} val"
             + (f" / {len(sp.test)} test" if sp.test is not None else "") + " structures; "

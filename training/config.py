@@ -83,9 +83,15 @@ class DatasetConfig:
     forces: str = "direct"  #: direct | conservative | none
     energy: bool = True  #: train on energies
     stress: bool = False  #: train on stress (conservative forces only)
+    #: train (and validate) the forces of atoms held fixed (FixAtoms, OC20's ``fixed``) too. JMP leaves them out
+    #: (OC20's convention); a potential for MD or phonons of whole cells needs them (a fixed slab bottom is a surface)
+    fixed_atom_forces: bool = False
     energy_weight: float = 1.0
     force_weight: float = 10.0
     stress_weight: float = 1.0
+    #: "mae": JMP's losses (L1 of the normalised energy, per-atom L2 norm of the normalised force error, L1 stress);
+    #: "mse": the squares of the same normalised errors (per structure, then averaged as for "mae")
+    loss: str = "mae"
     reduction: str = "sum"  #: pooling of the energy head
     atom_refs: bool = True  #: fit per-element linear reference energies on the training split
     #: scalar targets: name -> {weight: 1.0, reduction: sum|mean, atom_refs: false}
@@ -98,6 +104,8 @@ class DatasetConfig:
         where = f"datasets[{self.name}]"
         if self.forces not in ("direct", "conservative", "none"):
             raise ConfigError(f"{where}.forces must be direct, conservative or none, got {self.forces!r}")
+        if self.loss not in ("mae", "mse"):
+            raise ConfigError(f"{where}.loss must be mae or mse, got {self.loss!r}")
         if not (self.sample_weight > 0 and math.isfinite(self.sample_weight)):
             raise ConfigError(f"{where}.sample_weight must be a positive number, got {self.sample_weight!r}")
         if self.stress and self.forces != "conservative":

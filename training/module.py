@@ -3,7 +3,8 @@
 Losses follow JMP: per structure, the L1 error of the normalised energy and the mean over (free) atoms of the L2
 norm of the normalised force error ("l2mae"), weighted per dataset and averaged over the structures of the batch
 (structure-wise reduction). Scalar properties (QM9 targets, band gaps, ...) use the L1 error of the normalised
-value; stress (conservative models) the L1 error in units of ``STRESS_SCALE``.
+value; stress (conservative models) the L1 error in units of ``STRESS_SCALE``. A dataset with ``loss: mse`` squares
+each of these normalised errors instead (the energy's, each atom's force-error norm, each stress component's).
 """
 
 from __future__ import annotations
@@ -80,6 +81,7 @@ class JMPTrainModule(pl.LightningModule):
                                                      for t in tasks], dtype=torch.float64), False)
         self.register_buffer("task_direct", torch.tensor([t.forces == "direct" for t in tasks]), False)
         self.register_buffer("task_cons", torch.tensor([t.forces == "conservative" for t in tasks]), False)
+        self.register_buffer("task_mse", torch.tensor([t.loss == "mse" for t in tasks]), False)
         self._sums: dict[str, dict[str, torch.Tensor]] = {"train": {}, "val": {}}
         self.plateau = {"best": math.inf, "bad_epochs": 0, "factor": 1.0}
         self.batches_this_epoch = 0
@@ -125,12 +127,17 @@ class JMPTrainModule(pl.LightningModule):
         zero = energy.new_zeros(B)
         w = self.task_w[task]  # (B, 3)
         std = self.units.energy_std[heads]
+        mse = self.task_mse[task]  # (B,)
+
+        def shape(err: torch.Tensor, sq: torch.Tensor) -> torch.Tensor:  # |normalised error| -> loss term
+            return torch.where(sq, err * err, err)
+
         e_err = torch.where(has_e, energy - torch.nan_to_num(b.energy), zero)
-        loss_s = w[:, 0] * torch.abs(e_err) / std
+        loss_s = w[:, 0] * shape(torch.abs(e_err) / std, mse)
         metrics = {"energy": (e_err.abs(), has_e), "energy_per_atom": (e_err.abs() / g.natoms, has_e)}
         if forces is not None:
             f_err = torch.where(has_f[:, None], forces.to(torch.float64) - torch.nan_to_num(b.forces), 0.0)
-            norm = torch.linalg.vector_norm(f_err, dim=1) / self.units.force_std[heads[g.batch]]
+            norm = shape(torch.linalg.vector_norm(f_err, dim=1) / self.units.force_std[heads[g.batch]], mse[g.batch])
             n_f = zero.index_add(0, g.batch, has_f.to(zero.dtype))
             per_struct = zero.index_add(0, g.batch, norm) / n_f.clamp(min=1)
             loss_s = loss_s + w[:, 1] * per_struct
@@ -138,7 +145,7 @@ class JMPTrainModule(pl.LightningModule):
         if stress is not None:
             s_ok = has_s & self.task_cons[task]
             s_err = torch.where(s_ok[:, None, None], stress - torch.nan_to_num(b.stress), 0.0)
-            loss_s = loss_s + w[:, 2] * s_err.abs().mean((1, 2)) / STRESS_SCALE
+            loss_s = loss_s + w[:, 2] * shape(s_err.abs() / STRESS_SCALE, mse[:, None, None]).mean((1, 2))
             metrics["stress"] = (s_err.abs().mean((1, 2)), s_ok)
         for p, val in b.properties.items():
             has_p = ~torch.isnan(val)
@@ -150,7 +157,7 @@ class JMPTrainModule(pl.LightningModule):
             pred = self._energies(out["energy"], g, hp)
             p_err = torch.where(has_p, pred - torch.nan_to_num(val), zero)
             w_p = torch.tensor(wp, device=task.device, dtype=zero.dtype)[task]
-            loss_s = loss_s + w_p * p_err.abs() / self.units.energy_std[hp]
+            loss_s = loss_s + w_p * shape(p_err.abs() / self.units.energy_std[hp], mse)
             metrics[p] = (p_err.abs(), has_p)
         loss = loss_s.mean()
         metrics["loss"] = (loss_s.detach(), torch.ones_like(has_e))

@@ -24,9 +24,11 @@ class Task:
     energy: bool = False  #: batches carry the energy label (the dataset's ``energy``)
     forces: str = "none"  #: direct | conservative | none (forces are trained only with an energy head)
     stress: bool = False
+    fixed_atom_forces: bool = False  #: forces of fixed atoms count in the loss (DatasetConfig.fixed_atom_forces)
     energy_weight: float = 1.0  #: 0 when the energy itself is not a target (forces only)
     force_weight: float = 10.0
     stress_weight: float = 0.0
+    loss: str = "mae"  #: mae | mse (DatasetConfig.loss)
     #: scalar targets: name -> (head index, loss weight)
     properties: dict[str, tuple[int, float]] = field(default_factory=dict)
 
