@@ -93,3 +93,19 @@ def test_plan_runs_only_the_modes_asked_for(tmp_path):
     assert [j.mode for j in base] == ["scratch", "mace"]
     assert {j.train for j in base} == {every[0].train} and every[0].epochs == 10  # 1 step per epoch at N=5
     assert [j.mode for j in plan(Settings(**{**s.__dict__, "modes": ("scratch",)}))] == ["scratch"]
+
+
+def test_training_subsets_cover_every_element_of_the_split():
+    from ase import Atoms
+
+    from experiments.mini_jmp.protocol import _cover_elements
+
+    frames = [Atoms("CH4")] * 40 + [Atoms("CH3F"), Atoms("NH3"), Atoms("CH3F")]  # F and N in 3 of 43 frames
+    rng = np.random.default_rng(0)
+    pick = np.arange(5)  # a draw of methane only
+    out = _cover_elements(frames, pick, np.random.default_rng(1))
+    assert len(out) == 5 and len(set(out.tolist())) == 5
+    assert {int(z) for i in out for z in frames[i].numbers} == {1, 6, 7, 9}
+    assert set(out[:3].tolist()) == {0, 1, 2}  # only the last slots are given away
+    same = rng.choice(40, size=5, replace=False)  # nothing missing (one molecule's MD): unchanged
+    assert np.array_equal(_cover_elements(frames[:40], same, rng), same)

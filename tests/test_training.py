@@ -462,3 +462,24 @@ def test_max_abs_force_drops_unphysical_frames_before_the_statistics(tmp_path):
     assert raw > 20 * clean  # two atoms of 96 dominated the force normalisation
     with pytest.raises(ConfigError, match="max_abs_force must be a positive number"):
         DatasetConfig(name="x", max_abs_force=-1)
+
+
+def test_elements_missing_from_the_training_split_are_named(tmp_path):
+    from types import SimpleNamespace
+
+    from training.build import _warn_unreferenced_elements, dataset_stats
+    from training.splits import load_splits
+
+    frames = _frames("bulk", 9, 4)  # Cu, Ni, Pd in turn
+    write(tmp_path / "t.extxyz", [a for a in frames if a.get_chemical_symbols()[0] != "Pd"])
+    write(tmp_path / "v.extxyz", frames)
+    d = DatasetConfig(name="bulk", train=str(tmp_path / "t.extxyz"), val=str(tmp_path / "v.extxyz"))
+    sp = load_splits(d, 0)
+    logged = []
+    _warn_unreferenced_elements(d, dataset_stats(d, sp.train), sp, logged.append)
+    assert logged == ["warning: dataset bulk: its validation set has elements the training split lacks (Z = 46); "
+                      "no reference energy is fitted for them, so energies of those structures will be off"]
+    logged.clear()
+    full = SimpleNamespace(val=sp.val, test=None)
+    _warn_unreferenced_elements(d, dataset_stats(d, sp.val), full, logged.append)
+    assert logged == []

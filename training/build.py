@@ -85,6 +85,7 @@ def build_run(cfg: RunConfig, *, base: JMPModel | None = None, log=print) -> Tra
         graph = GraphConfig.from_dict({**default_graph(base, periodic), **d.graph})
         tags = (None if periodic else 2) if d.set_tags_to == "auto" else d.set_tags_to
         stats = dataset_stats(d, sp.train, seed=cfg.seed)
+        _warn_unreferenced_elements(d, stats, sp, log)
         first_head = len(heads)
         new = heads_for(d, stats, direct, graph, tags)
         has_energy = "energy" in stats
@@ -123,6 +124,23 @@ def build_run(cfg: RunConfig, *, base: JMPModel | None = None, log=print) -> Tra
     for line in notes:
         log(line)
     return TrainingRun(cfg, model, tasks, splits, props, base=base, pretrained=pretrained, notes=notes)
+
+
+def _warn_unreferenced_elements(d: DatasetConfig, stats: dict, sp, log, max_check: int = 5000) -> None:
+    """Say so when validation or test structures hold elements the training split lacks: their fitted per-element
+    reference energy is missing (0), so the energies of those structures are off by roughly an atom's energy."""
+    refs = stats.get("energy", {}).get("atom_refs") or {}
+    if not refs:
+        return
+    for split_name, split in (("validation", sp.val), ("test", sp.test)):
+        if split is None:
+            continue
+        seen = {int(z) for i in range(min(len(split), max_check)) for z in split[i].numbers}
+        extra = sorted(seen - {int(z) for z in refs})
+        if extra:
+            log(f"warning: dataset {d.name}: its {split_name} set has elements the training split lacks "
+                f"(Z = {', '.join(map(str, extra))}); no reference energy is fitted for them, so energies of those "
+                "structures will be off")
 
 
 def dataset_stats(d: DatasetConfig, train, max_samples: int = 20000, seed: int = 0) -> dict:

@@ -120,12 +120,37 @@ def _subset(src: Path, dst: Path, n: int | None, seed: int) -> Path:
     frames = read(src, index=":")
     if n > len(frames):
         raise SystemExit(f"{src}: {len(frames)} frames, fewer than the {n} asked for")
-    pick = np.sort(np.random.default_rng([int(seed), int(n), 2719]).choice(len(frames), size=n, replace=False))
+    rng = np.random.default_rng([int(seed), int(n), 2719])
+    pick = rng.choice(len(frames), size=n, replace=False)
+    pick = np.sort(_cover_elements(frames, pick, rng))
     dst.parent.mkdir(parents=True, exist_ok=True)
     tmp = dst.with_name(dst.stem + ".tmp.extxyz")
     write(tmp, [frames[i] for i in pick], format="extxyz")
     os.replace(tmp, dst)
     return dst
+
+
+def _cover_elements(frames, pick: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """``pick`` with, for every element of ``frames`` that none of the picked frames has, its last free slot given
+    to a seeded frame that has it: a small subset of QM9 or MatBench otherwise often lacks F (or a metal), so its
+    fitted per-element reference energy is missing and every test structure with that element is off by hundreds of
+    eV for pre-trained and scratch models alike. Subsets of one molecule's MD (every frame has every element) come
+    out unchanged."""
+    pick = list(pick)
+    have = lambda idx: {int(z) for i in idx for z in frames[i].numbers}  # noqa: E731
+    missing = sorted({int(z) for a in frames for z in a.numbers} - have(pick))
+    slot = len(pick) - 1
+    for z in missing:
+        if z in have(pick):
+            continue  # brought in by a frame added for an earlier element
+        donors = [i for i, a in enumerate(frames) if z in a.numbers and i not in pick]
+        while slot >= 0 and len(have(pick[:slot] + pick[slot + 1:])) < len(have(pick)):
+            slot -= 1  # never give away the only frame of an element already covered
+        if slot < 0:
+            break
+        pick[slot] = int(rng.choice(donors))
+        slot -= 1
+    return np.asarray(pick)
 
 
 @dataclass(frozen=True)
