@@ -14,7 +14,7 @@ import torch
 from torch import nn
 
 from . import layers
-from .bases import EdgeEmbedding, QuadBasis, gather_padded
+from .bases import EdgeEmbedding, QuadBasis, flat_index, gather_padded
 from .layers import Dense, ResidualLayer, ScaleFactor, const, recomputed
 from .output import AtomUpdateBlock
 
@@ -129,7 +129,7 @@ def _quad_aggregate(sph: QuadBasis, rbf, y_cab, cross_ca, cross_db_ext, cross_db
     to the range's output triplets, sentinel = their count), ``cross_ca``, ``pad_j_in`` of those output
     triplets; ``cross_db_ext``, ``cross_db2_ext``, ``x_ext``: every input triplet plus the sentinel's zero row."""
     y_dih = sph.dihedral(cross_ca, cross_db_ext, cross_db2_ext, pad_j_in)  # (T_c, ns, K_j)
-    xg = torch.index_select(x_ext, 0, pad_j_in.reshape(-1)).reshape(tuple(pad_j_in.shape) + (x_ext.shape[1],))
+    xg = torch.index_select(x_ext, 0, flat_index(pad_j_in)).reshape(tuple(pad_j_in.shape) + (x_ext.shape[1],))
     z = y_dih @ xg  # (T_c, ns, C)
     ns, c = z.shape[1], z.shape[2]
     zz = gather_padded(z.reshape(z.shape[0], ns * c), pad_e)  # (E_c, K_e, ns*C)
