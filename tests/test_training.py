@@ -483,3 +483,13 @@ def test_elements_missing_from_the_training_split_are_named(tmp_path):
     full = SimpleNamespace(val=sp.val, test=None)
     _warn_unreferenced_elements(d, dataset_stats(d, sp.val), full, logged.append)
     assert logged == []
+
+
+def test_finetune_flags_for_fixed_atoms_and_outlier_frames():
+    from training.finetune import parse, run_config
+
+    base = ["--train", "t.extxyz", "--out", "o", "--from-scratch", "--preset", "tiny"]
+    cfg, _ = run_config(parse(base))
+    assert cfg.datasets[0].fixed_atom_forces is False and cfg.datasets[0].max_abs_force is None  # JMP's way
+    cfg, _ = run_config(parse(base + ["--fixed-atom-forces", "--max-abs-force", "20"]))
+    assert cfg.datasets[0].fixed_atom_forces is True and cfg.datasets[0].max_abs_force == 20.0

@@ -85,6 +85,10 @@ def parse(argv=None):
     ap.add_argument("--energy-weight", type=float)
     ap.add_argument("--force-weight", type=float)
     ap.add_argument("--stress-weight", type=float, default=1.0)
+    ap.add_argument("--fixed-atom-forces", action="store_true",
+                    help="also train the forces of atoms held fixed (ASE FixAtoms, OC20's fixed flags); by default "
+                         "they are left out, as in JMP")
+    ap.add_argument("--max-abs-force", type=float, help="drop frames where an atom's |F| exceeds this (eV/A)")
     ap.add_argument("--cutoff", type=float)
     ap.add_argument("--max-neighbors", type=int)
     ap.add_argument("--max-train", type=int, help="use a seeded subset of the training set")
@@ -157,6 +161,9 @@ def run_config(args) -> tuple[RunConfig, object]:
     if args.force_weight is not None:
         ds.force_weight = args.force_weight
     ds.stress_weight, ds.max_train = args.stress_weight, args.max_train
+    ds.fixed_atom_forces = bool(args.fixed_atom_forces)
+    if args.max_abs_force is not None:
+        ds.max_abs_force = args.max_abs_force
 
     base = load_base(args.base) if args.base else None
     pretrained = base is not None and not args.from_scratch
