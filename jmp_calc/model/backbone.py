@@ -6,7 +6,7 @@ import torch
 from torch import nn
 
 from ..config import GemNetOCConfig
-from .bases import Bases
+from .bases import Bases, take
 from .interaction import InteractionBlock
 from .output import FinalMLP, OutputBlock
 
@@ -66,8 +66,8 @@ class GemNetOCBackbone(nn.Module):
                     for name, es in graphs}
         d, v = edge_geometry(pos, cell, g.batch, g.geo_index, g.geo_offset, self.shift_dtype)
         # es.geo None: the graph's edges are the union's first ones (a2a)
-        return {name: (d[:es.index.shape[1]], v[:es.index.shape[1]]) if es.geo is None else (d[es.geo], v[es.geo])
-                for name, es in graphs}
+        return {name: (d[:es.index.shape[1]], v[:es.index.shape[1]]) if es.geo is None
+                else (take(d, es.geo), take(v, es.geo)) for name, es in graphs}
 
     def forward(self, h: torch.Tensor, g, pos: torch.Tensor | None = None, cell: torch.Tensor | None = None,
                 forces: bool = True) -> dict:

@@ -100,6 +100,12 @@ def flat_index(pad: torch.Tensor) -> torch.Tensor:
     return pad.reshape(-1).long()
 
 
+def take(values: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
+    """``values[index]`` along dim 0 as an int64 ``index_select``: its backward (``index_add_``) is 1.3-2.8x faster
+    on CPU than that of advanced indexing with the graphs' int32 index (``index_put_`` with accumulate)."""
+    return torch.index_select(values, 0, index.long())
+
+
 def _dihedral_planes(u: torch.Tensor, w_ext: torch.Tensor, w2_ext: torch.Tensor, pad: torch.Tensor,
                      num_spherical: int) -> torch.Tensor:
     """:func:`smooth_dihedral_padded` from ``w`` and ``|w|^2`` already extended by the sentinel's zero row."""
@@ -227,7 +233,7 @@ class Bases(nn.Module):
 
         # --- triplets c->a<-b on the main graph
         t = g.trip_e2e
-        cos_cab = _cos(v_main[t.out], v_main[t.inp])
+        cos_cab = _cos(take(v_main, t.out), take(v_main, t.inp))
         rw = self.mlp_cbf_tint.radial(rbf_main)
         e2e = {
             "rad": self.mlp_rbf_tint(rbf_main),
@@ -236,12 +242,12 @@ class Bases(nn.Module):
 
         # --- quadruplets d->b->a<-c
         q = g.quad
-        v_ba = v_q[q.tin_out]
-        v_db = v_main[q.tin_in]
+        v_ba = take(v_q, q.tin_out)
+        v_db = take(v_main, q.tin_in)
         cos_abd = _cos(v_ba, v_db)
         cross_db = torch.cross(v_db, v_ba, dim=-1)  # (T_in, 3)
-        v_ca = v_main[q.tout_out]
-        v_ba2 = v_q[q.tout_in]
+        v_ca = take(v_main, q.tout_out)
+        v_ba2 = take(v_q, q.tout_in)
         cos_cab_q = _cos(v_ca, v_ba2)
         cross_ca = torch.cross(v_ca, v_ba2, dim=-1)  # (T_out, 3)
         # the dihedral basis is evaluated directly in the padded layout the aggregation uses, (T_out, ns, K_j):
@@ -263,7 +269,7 @@ class Bases(nn.Module):
         if not deferred:
             y_dih = dihedral(cross_ca, cross_db)  # (T_out, ns, K_j)
         rbf_q = self.rbf(d_q)
-        cir_q = self.mlp_cbf_qint.radial(rbf_q)[q.tin_out]  # (T_in, emb_cbf, ns)
+        cir_q = take(self.mlp_cbf_qint.radial(rbf_q), q.tin_out)  # (T_in, emb_cbf, ns)
         cir_q = (cir_q @ legendre_basis(cos_abd, ns)[:, :, None]).squeeze(-1)
         # The spherical basis is an outer product Y(cos cab) x Y(cos dihedral): keep the two factors apart
         # (per output triplet and per quadruplet) instead of materialising (Q, ns^2); see QuadrupletInteraction.
@@ -278,7 +284,7 @@ class Bases(nn.Module):
 
         # --- atom -> edge: a2ee2a edges b->a feeding main edges c->a
         t = g.trip_a2e
-        cos = _cos(v_main[t.out], v_a2e[t.inp])
+        cos = _cos(take(v_main, t.out), take(v_a2e, t.inp))
         a2e_b = {
             "rad": self.mlp_rbf_aeint(rbf_a2e),
             "cir": (self.mlp_cbf_aeint.radial(rbf_main),
@@ -287,7 +293,7 @@ class Bases(nn.Module):
 
         # --- edge -> atom: main edges b->a feeding a2ee2a edges c->a, then summed onto atoms
         t = g.trip_e2a
-        cos = _cos(v_a2e[t.out], v_main[t.inp])
+        cos = _cos(take(v_a2e, t.out), take(v_main, t.inp))
         rw = self.mlp_cbf_eaint.radial(rbf_a2e)  # (E_a2e, emb, ns)
         rw = gather_padded(rw, a2e.pad)  # (N, K, emb, ns)
         rw = rw.transpose(1, 2).reshape(n_atoms, rw.shape[2], rw.shape[1] * ns)  # (N, emb, K*ns)

@@ -14,7 +14,7 @@ import torch
 from torch import nn
 
 from . import layers
-from .bases import EdgeEmbedding, QuadBasis, flat_index, gather_padded
+from .bases import EdgeEmbedding, QuadBasis, flat_index, gather_padded, take
 from .layers import Dense, ResidualLayer, ScaleFactor, const, recomputed
 from .output import AtomUpdateBlock
 
@@ -99,7 +99,7 @@ class QuadrupletInteraction(nn.Module):
     def forward(self, m, bases, quad, id_swap):
         x_db = self.dense_db(m)
         x_db = self.scale_rbf(x_db * self.mlp_rbf(bases["rad"]), ref=x_db)
-        x_db = self.down_projection(x_db)[quad.tin_in]  # (T_in, C)
+        x_db = take(self.down_projection(x_db), quad.tin_in)  # (T_in, C)
         x_db = self.scale_cbf(x_db * self.mlp_cbf(bases["cir"]), ref=x_db)
         if isinstance(bases["sph"], QuadBasis):  # large system: chunked and recomputed
             x = self.mlp_sbf.bilinear(_chunked_quad_aggregate(bases["sph"], x_db, quad))
