@@ -183,3 +183,26 @@ def test_loss_is_the_documented_function_of_the_normalised_errors(loss):
         from training.config import DatasetConfig
 
         DatasetConfig(name="x", loss="huber")
+
+
+def test_stress_loss_is_the_mean_over_structures_with_a_stress_label():
+    """A batch of one bulk cell (with stress) and one slab (without): the stress term counts as much as in a batch
+    of the bulk cell alone, not half (the structure-wise mean over the batch would dilute it by the bulk share)."""
+    from ase.build import bulk
+
+    rng = np.random.default_rng(2)
+    cu = bulk("Cu", "fcc", a=3.6, cubic=True)
+    cu.rattle(0.05, seed=3)
+    cell_s = Sample(numbers=cu.numbers, positions=cu.positions, cell=np.array(cu.cell), pbc=True, energy=-10.0,
+                    forces=np.zeros((4, 3)), stress=0.01 * np.eye(3))
+    slab_s = Sample(numbers=np.full(3, 29), positions=rng.uniform(0, 3, (3, 3)), energy=-5.0,
+                    forces=np.zeros((3, 3)))
+    task = Task(name="s", graph=GraphConfig(cutoff=4.0, max_neighbors=8), head=0, energy=True,
+                forces="conservative", stress=True, energy_weight=0.0, force_weight=0.0, stress_weight=1.0)
+    model = _model()
+    module = JMPTrainModule(model, [task], OptimConfig())
+    col = Collater([task], [1, 2])
+    alone, _ = module.compute(col([(cell_s, 0)]), train=False)
+    mixed, _ = module.compute(col([(cell_s, 0), (slab_s, 0)]), train=False)
+    assert float(alone) > 0
+    torch.testing.assert_close(mixed, alone, rtol=1e-4, atol=0)  # float32 batching differences only; not 0.5x
