@@ -485,6 +485,39 @@ def test_elements_missing_from_the_training_split_are_named(tmp_path):
     assert logged == []
 
 
+def test_slab_first_datasets_keep_periodic_images(tmp_path):
+    """A dataset of slabs (periodic in x, y) and bulk cells whose first frame is a slab, fine-tuned from a base whose
+    heads include a molecular one (pbc: false): every structure keeps its periodic images. The first frame's
+    ``all(pbc)`` used to pick the molecular rule and train slabs and bulk cells as open clusters."""
+    from jmp_calc.config import GraphConfig, HeadConfig, tiny
+    from jmp_calc.model import JMPModel
+    from training.base_model import is_periodic
+    from training.build import build_run
+
+    write(tmp_path / "mixed.extxyz", _frames("slab", 4, 0) + _frames("bulk", 4, 1))
+    write(tmp_path / "mol.extxyz", _frames("mol", 4, 2))
+    mol_rule = GraphConfig(cutoff=4.5, max_neighbors=12, pbc=False)
+    for heads in ([HeadConfig(name="mol", graph=mol_rule)],  # a molecular base only
+                  [HeadConfig(name="mol", graph=mol_rule), HeadConfig(name="cat", graph=GraphConfig(cutoff=4.5))]):
+        base = JMPModel(tiny(), heads)
+        for name, periodic in (("mixed", True), ("mol", False)):
+            cfg = load_config(_yaml(tmp_path, f"name: x\nout: {tmp_path / 'out'}\nmodel: {{init_from: base}}\n"
+                                              f"datasets:\n  - {{name: {name}, train: {tmp_path / name}.extxyz, "
+                                              f"val: {tmp_path / name}.extxyz, forces: conservative}}\n"))
+            logged = []
+            run = build_run(cfg, base=base, log=logged.append)
+            assert run.tasks[0].graph.pbc is (None if periodic else False), (len(heads), name)
+            assert not any("pbc: false" in line for line in logged)
+    assert is_periodic(run.train_sets[0]) is False
+    assert is_periodic([_frames("mol", 1, 0)[0], *_frames("slab", 1, 0)]) is True  # any structure, any direction
+
+
+def _yaml(tmp_path, text: str):
+    path = tmp_path / "run.yaml"
+    path.write_text(text)
+    return path
+
+
 def test_finetune_flags_for_fixed_atoms_and_outlier_frames():
     from training.finetune import parse, run_config
 

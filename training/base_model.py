@@ -74,10 +74,25 @@ def init_from(base: JMPModel, model: JMPModel, label: str, head_map: dict[str, s
 
 
 def default_graph(base: JMPModel | None, periodic: bool) -> dict:
-    """The graph rule of the base head that matches the data's periodicity (JMP: 12 A/30 periodic, 8 A molecular)."""
+    """The graph rule of the base head that matches the data's periodicity (JMP: 12 A/30 periodic, 8 A molecular).
+
+    ``periodic``: the dataset holds structures periodic in any direction (slabs count). Their rule never says
+    ``pbc: false`` (a molecular head's "always open boundaries"): periodic data gets ``pbc`` from each structure,
+    even from a base whose only heads are molecular."""
     if base is None:
         return {"cutoff": 12.0, "max_neighbors": 30}
-    for h in base.heads:
-        if (h.graph.pbc is not False) == periodic:
-            return h.graph.to_dict()
-    return base.heads[0].graph.to_dict()
+    rule = next((h.graph.to_dict() for h in base.heads if (h.graph.pbc is not False) == periodic),
+                base.heads[0].graph.to_dict())
+    if periodic and rule.get("pbc") is False:
+        rule["pbc"] = None
+    return rule
+
+
+def is_periodic(samples, max_check: int = 1000) -> bool:
+    """Whether any of (up to ``max_check`` evenly spread) ``samples`` is periodic in any direction: a dataset of
+    slabs (periodic in x and y) and bulk cells is periodic; only all-open data (molecules) is not."""
+    import numpy as np
+
+    n = len(samples)
+    idx = np.unique(np.linspace(0, n - 1, min(n, max_check)).astype(int)) if n else []
+    return any(bool(np.any(samples[int(i)].pbc)) for i in idx)

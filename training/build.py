@@ -18,7 +18,7 @@ from jmp_calc import config as jconfig
 from jmp_calc.config import GraphConfig, HeadConfig
 from jmp_calc.model import JMPModel
 
-from .base_model import PRESETS, default_graph, init_from, load_base, transfer_backbone
+from .base_model import PRESETS, default_graph, init_from, is_periodic, load_base, transfer_backbone
 from .config import ConfigError, DatasetConfig, RunConfig
 from .data.base import DataError
 from .splits import Splits, load_splits, subset
@@ -81,8 +81,14 @@ def build_run(cfg: RunConfig, *, base: JMPModel | None = None, log=print) -> Tra
             if label in d.targets and getattr(first, label) is None:
                 raise DataError(f"{first.source or d.train}: no {label} (dataset {d.name} trains on "
                                 f"{', '.join(d.targets)})")
-        periodic = bool(np.all(first.pbc))
+        # any periodic direction counts (slabs): ``all(first.pbc)`` took a slab-first dataset of slabs and bulk
+        # cells for molecules, inherited the molecular head's pbc: false, and trained every slab and bulk cell as
+        # an open cluster (no images: bulk stress untrainable, slab forces ~3x worse; found 2026-12-03)
+        periodic = is_periodic(sp.train)
         graph = GraphConfig.from_dict({**default_graph(base, periodic), **d.graph})
+        if periodic and graph.pbc is False:
+            log(f"warning: dataset {d.name} holds periodic structures but its graph rule says pbc: false; they "
+                "are treated as open clusters (no periodic images)")
         tags = (None if periodic else 2) if d.set_tags_to == "auto" else d.set_tags_to
         stats = dataset_stats(d, sp.train, seed=cfg.seed)
         _warn_unreferenced_elements(d, stats, sp, log)
