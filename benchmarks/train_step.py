@@ -24,6 +24,9 @@ The training batches drop edges as the real run does: the collater gets the mode
 (``configs/mini_s.yaml``: 0.1) and every draw carries the sampler's key. ``--workers 0 2`` also times the
 ``DataLoader`` (structures/s it delivers with that many worker processes, wall time, first batch excluded).
 
+The step runs at the config's ``trainer.recompute_min_elements`` (what ``training.pretrain`` sets);
+``--inference-recompute`` also times it at the inference default (2**21 elements), side by side.
+
 ``--reference PYTHON`` (with ``JMP_SRC`` set, PYTHON a venv with the original's dependencies, see
 ``../shared/reference``) writes the timed draws to a file and runs ``benchmarks/train_step_reference.py`` on them:
 the original's graph building, forward, loss, backward, clipping and AdamW, same sizes and graph rules. Ours and
@@ -197,12 +200,16 @@ def main(argv=None) -> int:
     ap.add_argument("--reference", metavar="PYTHON", help="also time the original implementation (JMP_SRC set)")
     ap.add_argument("--dump", metavar="NPZ", help="where to write the draws for the reference (default: a temp file)")
     ap.add_argument("--rounds", type=int, default=1, help="alternations of ours and the reference")
+    ap.add_argument("--inference-recompute", action="store_true",
+                    help="also time the step at the inference recomputation threshold (2**21 elements) instead of "
+                         "the config's trainer.recompute_min_elements, side by side")
     args = ap.parse_args(argv)
 
     import torch
 
     torch.set_num_threads(args.threads)
     from training.batching import Collater, MultiTaskDataset, TemperatureSampler
+    from jmp_calc.model import layers
     from training.module import JMPTrainModule
 
     clock = _clock(args.clock)
@@ -211,6 +218,8 @@ def main(argv=None) -> int:
         if not os.environ.get("JMP_SRC"):
             raise SystemExit("--reference needs JMP_SRC (the JMP checkout's src/ directory)")
         variants["legendre"] = ["model.overrides.dihedral_basis=legendre"]
+    if args.inference_recompute:
+        variants["inference-recompute"] = [f"trainer.recompute_min_elements={layers.RECOMPUTE_MIN_ELEMENTS}"]
     built = {name: build(args.config, args.max_train, ov) for name, ov in variants.items()}
     cfg, model0, tasks, trains, props = built["config"]
     bs = cfg.trainer.batch_size
@@ -234,7 +243,8 @@ def main(argv=None) -> int:
     results: dict = {}  # (variant, kind, column) -> list of seconds per step, one per round
     ref: dict = {}
     for _ in range(args.rounds):
-        for name, (_, model, _, _, _) in built.items():
+        for name, (vcfg, model, _, _, _) in built.items():
+            layers.set_recompute_min_elements(vcfg.trainer.recompute_min_elements)  # as the training run sets it
             for kind in ("direct", "conservative"):
                 kind_tasks = [dataclasses.replace(t, forces=kind) for t in tasks]
                 module = JMPTrainModule(copy.deepcopy(model), kind_tasks, cfg.optim, property_names=props)
@@ -265,7 +275,8 @@ def main(argv=None) -> int:
     print(f"{cfg.name}: {sum(p.numel() for p in model0.parameters()):,} parameters, batch {bs}, "
           f"{args.threads} threads, {args.steps} timed steps x {args.rounds} rounds, datasets "
           f"{[d.name for d in cfg.datasets]}, edge dropout {p_drop}, {args.clock} time, "
-          f"dihedral basis {model0.config.dihedral_basis}")
+          f"dihedral basis {model0.config.dihedral_basis}, recompute threshold "
+          f"{cfg.trainer.recompute_min_elements:,} elements")
     print(f"{'forces':14s} {'collate':>9s} {'step':>9s} {'Lightning step':>15s} {'both':>9s}   (structures/s)")
     for kind in ("direct", "conservative"):
         s = med[("config", kind, "step")]
@@ -276,6 +287,14 @@ def main(argv=None) -> int:
             print(f"{'':14s} Lightning loop overhead over the bare step: {100 * (lt - s) / s:+.1f} %")
     d, c = med[("config", "direct", "step")], med[("config", "conservative", "step")]
     print(f"direct / conservative step throughput: {c / d:.2f}x")
+    if ("inference-recompute", "direct", "step") in med:
+        th = built["inference-recompute"][0].trainer.recompute_min_elements
+        print(f"recomputation threshold {cfg.trainer.recompute_min_elements:,} (config) vs {th:,} elements "
+              f"(inference default), step structures/s: " + "; ".join(
+                  f"{kind} {bs / med[('config', kind, 'step')]:.1f} vs "
+                  f"{bs / med[('inference-recompute', kind, 'step')]:.1f} "
+                  f"({med[('inference-recompute', kind, 'step')] / med[('config', kind, 'step')]:.2f}x)"
+                  for kind in ("direct", "conservative")))
     if ref:
         print(f"\nvs the original implementation ({ref['params']:,} parameters; JMP's dihedral basis), "
               f"step = forward + loss + backward + clip + AdamW, medians over {args.rounds} round(s):")

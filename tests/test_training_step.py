@@ -206,3 +206,26 @@ def test_stress_loss_is_the_mean_over_structures_with_a_stress_label():
     mixed, _ = module.compute(col([(cell_s, 0), (slab_s, 0)]), train=False)
     assert float(alone) > 0
     torch.testing.assert_close(mixed, alone, rtol=1e-4, atol=0)  # float32 batching differences only; not 0.5x
+
+
+def test_training_sets_its_recomputation_threshold_for_the_run_and_restores_it():
+    """trainer.recompute_min_elements holds for the run in every process (Lightning's setup/teardown), so a
+    conservative step keeps its activations (recomputing them costs it ~1.8x); the inference default is back after."""
+    from jmp_calc.model import layers
+    from training.config import TrainerConfig
+
+    before = layers.RECOMPUTE_MIN_ELEMENTS
+    task = Task(name="a", graph=GraphConfig(cutoff=4.0, max_neighbors=8), head=0)
+    module = JMPTrainModule(_model(), [task], OptimConfig(),
+                            recompute_min_elements=TrainerConfig().recompute_min_elements)
+    module.setup("fit")
+    try:
+        assert layers.RECOMPUTE_MIN_ELEMENTS == 2**26 != before
+        module.setup("validate")  # a second stage inside the run keeps the run's value, restores the first
+    finally:
+        module.teardown("fit")
+    assert layers.RECOMPUTE_MIN_ELEMENTS == before
+    untouched = JMPTrainModule(_model(), [task], OptimConfig())
+    untouched.setup("fit")
+    assert layers.RECOMPUTE_MIN_ELEMENTS == before
+    untouched.teardown("fit")

@@ -17,6 +17,7 @@ import lightning.pytorch as pl
 import torch
 
 from jmp_calc.model import JMPModel
+from jmp_calc.model.layers import set_recompute_min_elements
 from jmp_calc.potential import differentiable_geometry
 from jmp_calc.units import HeadUnits
 
@@ -71,9 +72,13 @@ def layerwise_groups(model: JMPModel, lr: float, decay: float | None, weight_dec
 
 class JMPTrainModule(pl.LightningModule):
     def __init__(self, model: JMPModel, tasks: list[Task], optim: OptimConfig, *,
-                 property_names: list[str] = ()):
+                 property_names: list[str] = (), recompute_min_elements: int | None = None):
         super().__init__()
         self.model = model
+        #: the recomputation threshold of this run (TrainerConfig.recompute_min_elements), set in every process
+        #: for the run's duration (setup/teardown); None: leave the process's setting alone
+        self.recompute_min_elements = recompute_min_elements
+        self._recompute_before: int | None = None
         self.tasks = list(tasks)
         self.optim = optim
         self.property_names = list(property_names)
@@ -89,6 +94,15 @@ class JMPTrainModule(pl.LightningModule):
         self.batches_this_epoch = 0
         self.total_steps: int | None = None
         self._loss_per_structure: torch.Tensor | None = None  # (B,) of the last compute()
+
+    def setup(self, stage: str) -> None:
+        if self.recompute_min_elements is not None and self._recompute_before is None:
+            self._recompute_before = set_recompute_min_elements(self.recompute_min_elements)
+
+    def teardown(self, stage: str) -> None:
+        if self._recompute_before is not None:
+            set_recompute_min_elements(self._recompute_before)
+            self._recompute_before = None
 
     # ------------------------------------------------------------------ predictions and losses
     def _energies(self, out_e: torch.Tensor, g, heads: torch.Tensor) -> torch.Tensor:

@@ -8,7 +8,7 @@ import torch
 from torch import nn
 
 __all__ = ["ScaledSiLU", "Dense", "ResidualLayer", "ScaleFactor", "activation", "he_orthogonal_", "recomputed",
-           "recompute_wanted", "RECOMPUTE", "const"]
+           "recompute_wanted", "RECOMPUTE", "const", "set_recompute_min_elements"]
 
 #: recompute the triplet/quadruplet aggregations in the backward pass instead of keeping their padded
 #: intermediates (the bulk of the memory of -dE/dx; see :func:`recomputed`). Module-level switch for benchmarks.
@@ -16,6 +16,7 @@ RECOMPUTE = True
 #: padded tensors below this many elements are kept (recomputing costs more time than their memory is worth on
 #: small systems: a 32-atom cell's largest is ~0.9 M elements)
 RECOMPUTE_MIN_ELEMENTS = 2**21
+#: (inference default; training raises it, see :func:`set_recompute_min_elements`)
 #: above the threshold, the quadruplet aggregation (the largest by far) is recomputed in row chunks of about this
 #: many padded elements, each its own checkpoint, so its backward temporaries stay this size whatever the system
 CHUNK_ELEMENTS = 2**20
@@ -42,6 +43,18 @@ def const(value: float, like: torch.Tensor):
             t = torch.tensor(value, dtype=like.dtype, device=like.device)
         _CONSTS[key] = t
     return t
+
+
+def set_recompute_min_elements(min_elements: int) -> int:
+    """Set :data:`RECOMPUTE_MIN_ELEMENTS` for this process and return the previous value. Recomputing trades time
+    for memory: a conservative training step (forces by double backward) recomputes each checkpointed block twice,
+    and at the inference default a batch of eight ~100-atom slabs already crosses the threshold (the step runs
+    at half speed for ~200 MB saved). ``training`` sets its own (``trainer.recompute_min_elements``). Change it
+    between calls only, never between a forward pass and its backward: the recomputation must take the same path
+    as the forward pass it replays."""
+    global RECOMPUTE_MIN_ELEMENTS
+    previous, RECOMPUTE_MIN_ELEMENTS = RECOMPUTE_MIN_ELEMENTS, int(min_elements)
+    return previous
 
 
 def recompute_wanted(*args, size: int = 0) -> bool:

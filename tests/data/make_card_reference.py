@@ -9,7 +9,8 @@ with::
 
 The ``3/...`` entries (``jmp-mini-s``) were remade on 2026-12-02 when the v2 backbone replaced the v1 weights: the
 same command with the new ``jmp_calc/models/jmp-mini-s`` copied into OLD, only those entries taken (the others came
-out equal to ~1e-15 and were kept as they were).
+out equal to ~1e-15 and were kept as they were). The ``0/...`` entries (``jmp-mini-general``) were remade the
+same way on 2026-12-03 when the v5 default model (configs/mini_general_v5.yaml) replaced the v1 one.
 """
 import sys
 import warnings
