@@ -208,8 +208,8 @@ def main(argv=None) -> int:
     import torch
 
     torch.set_num_threads(args.threads)
-    from training.batching import Collater, MultiTaskDataset, TemperatureSampler
     from jmp_calc.model import layers
+    from training.batching import Collater, MultiTaskDataset, TemperatureSampler
     from training.module import JMPTrainModule
 
     clock = _clock(args.clock)
