@@ -526,3 +526,32 @@ def test_finetune_flags_for_fixed_atoms_and_outlier_frames():
     assert cfg.datasets[0].fixed_atom_forces is False and cfg.datasets[0].max_abs_force is None  # JMP's way
     cfg, _ = run_config(parse(base + ["--fixed-atom-forces", "--max-abs-force", "20"]))
     assert cfg.datasets[0].fixed_atom_forces is True and cfg.datasets[0].max_abs_force == 20.0
+
+
+def test_multi_dataset_card_lists_every_trained_target_and_tests_stress(tmp_path):
+    """A run of a stress-trained bulk dataset and a molecule dataset: the exported card lists stress (it used to
+    list no targets for a multi-dataset run, so `training.evaluate` and the run's test skipped the stress), and each
+    dataset's test asks for its own targets only."""
+    from jmp_calc.card import ModelCard
+    from jmp_calc.config import HeadConfig, tiny
+    from jmp_calc.model import JMPModel
+    from training.build import build_run, model_card
+    from training.evaluate import evaluate_model
+    from training.data import read_dataset as read_samples
+
+    write(tmp_path / "bulk.extxyz", _frames("bulk", 4, 1))
+    write(tmp_path / "mol.extxyz", _frames("mol", 4, 2))
+    cfg = load_config(_yaml(tmp_path, f"name: x\nout: {tmp_path / 'out'}\nmodel: {{preset: tiny}}\ndatasets:\n"
+                                      f"  - {{name: bulk, train: {tmp_path}/bulk.extxyz, val: {tmp_path}/bulk.extxyz, "
+                                      f"forces: conservative, stress: true}}\n"
+                                      f"  - {{name: mol, train: {tmp_path}/mol.extxyz, val: {tmp_path}/mol.extxyz, "
+                                      f"forces: conservative}}\n"))
+    run = build_run(cfg, log=lambda *a: None)
+    card = model_card(run)
+    assert card["targets"] == ["energy", "forces", "stress"]
+    model = JMPModel(tiny(), [HeadConfig(name="bulk"), HeadConfig(name="mol")], card=ModelCard.from_dict(card))
+    bulk_report = evaluate_model(model, read_samples(tmp_path / "bulk.extxyz"), head="bulk")
+    assert bulk_report["stress"]["n"] == 4 * 9
+    mol_report = evaluate_model(model, read_samples(tmp_path / "mol.extxyz"), head="mol",
+                                targets=cfg.datasets[1].targets)
+    assert "stress" not in mol_report and mol_report["forces"]["n"] == 4 * 5 * 3

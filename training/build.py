@@ -234,7 +234,7 @@ def model_card(run: TrainingRun) -> dict:
     if any(d.stress for d in cfg.datasets):
         units["stress"] = "eV/A^3"
     return {
-        "name": cfg.name, "task": task, "targets": list(single.targets) if single else None,
+        "name": cfg.name, "task": task, "targets": list(dict.fromkeys(t for d in cfg.datasets for t in d.targets)),
         "level_of_theory": c.level_of_theory, "dispersion": c.dispersion, "units": units, "elements": elements,
         "graph": run.tasks[0].graph.to_dict() if single else None,
         "forces": {name: d.forces for d, name in energy_heads if d.forces != "none"},

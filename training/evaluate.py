@@ -28,8 +28,9 @@ def _stats(pred: np.ndarray, true: np.ndarray) -> dict:
 
 
 def evaluate_model(model_dir, samples, *, out: Path | None = None, head: str | None = None, batch_size: int = 16,
-                   device: str = "auto", dtype: str = "float32") -> dict:
-    """Predict every sample with every target the model's card lists; returns {target: {mae, rmse, n}}.
+                   device: str = "auto", dtype: str = "float32", targets: tuple[str, ...] | None = None) -> dict:
+    """Predict every sample with every target the model's card lists (or ``targets``: what one dataset of a
+    multi-dataset run trained); returns {target: {mae, rmse, n}}.
     ``model_dir``: anything :func:`jmp_calc.io.load_model` accepts, or a :class:`JMPModel` (its ``card``)."""
     from jmp_calc.io import load_model
     from jmp_calc.model import JMPModel
@@ -37,7 +38,7 @@ def evaluate_model(model_dir, samples, *, out: Path | None = None, head: str | N
 
     model = load_model(model_dir if isinstance(model_dir, JMPModel) else str(model_dir))
     card = model.card
-    targets = card.targets or ["energy", "forces"]
+    targets = list(targets or card.targets or ["energy", "forces"])
     structures = [s.to_atoms() for s in samples]
     pairs: dict[str, tuple[list, list]] = {}
     energy_head = head or card.default_head or model.head_names[0]

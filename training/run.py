@@ -40,7 +40,7 @@ def _test(run: TrainingRun, result: RunResult) -> dict:
     for d, task, test in tested:
         head = run.model.heads[task.head].name if task.head is not None else None
         where = out / "test" if len(run.cfg.datasets) == 1 else out / "test" / d.name
-        report = evaluate_model(result.model_dir, test, out=where, head=head)
+        report = evaluate_model(result.model_dir, test, out=where, head=head, targets=d.targets)
         report["weights"] = result.exported  # the best-validation checkpoint the test metrics are of
         reports[d.name] = report
     single = len(run.cfg.datasets) == 1
