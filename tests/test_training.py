@@ -555,3 +555,17 @@ def test_multi_dataset_card_lists_every_trained_target_and_tests_stress(tmp_path
     mol_report = evaluate_model(model, read_samples(tmp_path / "mol.extxyz"), head="mol",
                                 targets=cfg.datasets[1].targets)
     assert "stress" not in mol_report and mol_report["forces"]["n"] == 4 * 5 * 3
+
+
+def test_pretrain_takes_overrides_after_the_flags(tmp_path, capsys):
+    """`python -m training.pretrain CONFIG --resume KEY=VALUE` (the order a resumed chunk's command line grows into)
+    reaches the config, not argparse's "unrecognized arguments"."""
+    from training.pretrain import main
+
+    missing = tmp_path / "run.yaml"
+    try:
+        rc = main([str(missing), "--resume", "trainer.progress=false"])
+    except SystemExit as e:
+        rc = e.code
+    err = capsys.readouterr().err
+    assert rc != 0 and "unrecognized arguments" not in err and "not found" in err

@@ -33,7 +33,7 @@ def main(argv=None) -> int:
     ap.add_argument("--out", help="output directory (overrides the config's out)")
     ap.add_argument("--devices", help="GPUs (or processes) per node for DDP")
     ap.add_argument("--num-nodes", type=int, help="nodes for multi-node DDP (launch with torchrun or SLURM)")
-    args = ap.parse_args(argv)
+    args = ap.parse_intermixed_args(argv)  # overrides before or after the flags
     overrides = list(args.overrides)
     if args.out:
         overrides.append(f"out={args.out}")
