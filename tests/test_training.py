@@ -536,8 +536,8 @@ def test_multi_dataset_card_lists_every_trained_target_and_tests_stress(tmp_path
     from jmp_calc.config import HeadConfig, tiny
     from jmp_calc.model import JMPModel
     from training.build import build_run, model_card
-    from training.evaluate import evaluate_model
     from training.data import read_dataset as read_samples
+    from training.evaluate import evaluate_model
 
     write(tmp_path / "bulk.extxyz", _frames("bulk", 4, 1))
     write(tmp_path / "mol.extxyz", _frames("mol", 4, 2))
