@@ -214,18 +214,19 @@ def test_training_sets_its_recomputation_threshold_for_the_run_and_restores_it()
     from jmp_calc.model import layers
     from training.config import TrainerConfig
 
-    before = layers.RECOMPUTE_MIN_ELEMENTS
+    before = layers.set_recompute_min_elements(2**21)  # the inference default, whatever ran before
     task = Task(name="a", graph=GraphConfig(cutoff=4.0, max_neighbors=8), head=0)
     module = JMPTrainModule(_model(), [task], OptimConfig(),
                             recompute_min_elements=TrainerConfig().recompute_min_elements)
     module.setup("fit")
     try:
-        assert layers.RECOMPUTE_MIN_ELEMENTS == 2**26 != before
+        assert layers.RECOMPUTE_MIN_ELEMENTS == 2**26
         module.setup("validate")  # a second stage inside the run keeps the run's value, restores the first
     finally:
         module.teardown("fit")
-    assert layers.RECOMPUTE_MIN_ELEMENTS == before
+    assert layers.RECOMPUTE_MIN_ELEMENTS == 2**21
     untouched = JMPTrainModule(_model(), [task], OptimConfig())
     untouched.setup("fit")
-    assert layers.RECOMPUTE_MIN_ELEMENTS == before
+    assert layers.RECOMPUTE_MIN_ELEMENTS == 2**21
     untouched.teardown("fit")
+    layers.set_recompute_min_elements(before)
