@@ -218,10 +218,11 @@ def main(argv=None) -> int:
         if not os.environ.get("JMP_SRC"):
             raise SystemExit("--reference needs JMP_SRC (the JMP checkout's src/ directory)")
         variants["legendre"] = ["model.overrides.dihedral_basis=legendre"]
-    if args.inference_recompute:
-        variants["inference-recompute"] = [f"trainer.recompute_min_elements={layers.RECOMPUTE_MIN_ELEMENTS}"]
     built = {name: build(args.config, args.max_train, ov) for name, ov in variants.items()}
     cfg, model0, tasks, trains, props = built["config"]
+    if args.inference_recompute:  # the same model and data, only the run's threshold differs
+        inference = dataclasses.replace(cfg.trainer, recompute_min_elements=layers.RECOMPUTE_MIN_ELEMENTS)
+        built["inference-recompute"] = (dataclasses.replace(cfg, trainer=inference), model0, tasks, trains, props)
     bs = cfg.trainer.batch_size
     n = (args.warmup + args.steps) * bs
     sampler = TemperatureSampler([len(t) for t in trains], temperature=cfg.sampling.temperature,

@@ -182,7 +182,7 @@ class TrainerConfig:
     threads: int | None = None  #: torch CPU threads per process
     #: padded intermediates of at least this many elements are recomputed in backward instead of kept
     #: (jmp_calc.model.layers.set_recompute_min_elements). Training batches of small structures stay below
-    #: 2**26 and keep everything (a conservative step of configs/mini_s.yaml 1.9x faster than at the inference
+    #: 2**26 and keep everything (a conservative step of configs/mini_s.yaml ~1.8x faster than at the inference
     #: default 2**21, ~0.2 GB more); lower it when a batch of large cells does not fit in memory
     recompute_min_elements: int = 2**26
     progress: bool = True

@@ -15,7 +15,7 @@ from pathlib import Path
 import torch
 
 from jmp_calc.io import save_model
-from jmp_calc.model import JMPModel, layers
+from jmp_calc.model import JMPModel
 from jmp_calc.model.layers import ScaleFactor
 
 from .batching import Collater, MultiTaskDataset, TemperatureSampler
@@ -218,11 +218,10 @@ def fit(run: TrainingRun, *, resume: bool, card: dict, readme: str) -> RunResult
     sampler.num_replicas, sampler.rank = trainer.world_size, trainer.global_rank
     start = time.time()
     # our own checkpoints hold tensors, numbers and strings only: resume without unpickling code
-    threshold = layers.RECOMPUTE_MIN_ELEMENTS  # the module sets the run's (setup); a failed fit skips its teardown
     try:
         trainer.fit(module, train_dl, val_dl, ckpt_path=str(last) if resume else None, weights_only=True)
     finally:
-        layers.set_recompute_min_elements(threshold)
+        module.teardown("fit")  # a failed fit skips Lightning's teardown: restore the recomputation threshold
     if trainer.interrupted:
         raise KeyboardInterrupt
     exported = load_best_weights(module.model, best_checkpoint(ckpt_dir, callbacks[0]), ema)

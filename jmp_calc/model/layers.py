@@ -14,9 +14,9 @@ __all__ = ["ScaledSiLU", "Dense", "ResidualLayer", "ScaleFactor", "activation", 
 #: intermediates (the bulk of the memory of -dE/dx; see :func:`recomputed`). Module-level switch for benchmarks.
 RECOMPUTE = True
 #: padded tensors below this many elements are kept (recomputing costs more time than their memory is worth on
-#: small systems: a 32-atom cell's largest is ~0.9 M elements)
+#: small systems: a 32-atom cell's largest is ~0.9 M elements). The inference default; training raises it
+#: (:func:`set_recompute_min_elements`)
 RECOMPUTE_MIN_ELEMENTS = 2**21
-#: (inference default; training raises it, see :func:`set_recompute_min_elements`)
 #: above the threshold, the quadruplet aggregation (the largest by far) is recomputed in row chunks of about this
 #: many padded elements, each its own checkpoint, so its backward temporaries stay this size whatever the system
 CHUNK_ELEMENTS = 2**20
