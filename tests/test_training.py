@@ -435,6 +435,16 @@ def test_finetune_exports_and_tests_the_best_validation_weights(data, tmp_path, 
     assert test["weights"] == {"weights": "best validation", "epoch": 0, "step": 3, "checkpoint": "step3.ckpt"}
     # the test metrics are of the epoch-0 weights: validation on the same frames gave the same force MAE
     assert test["forces"]["mae"] == pytest.approx(float(rows[0]["val/energy/forces"]), rel=1e-4)
+    # any checkpoint's weights can be exported as a model (experiments.mini_jmp.checkpoint_model): here the last
+    from experiments.mini_jmp.checkpoint_model import export_checkpoint
+
+    info = export_checkpoint(out, out / "checkpoints" / "last.ckpt", tmp_path / "last_model")
+    assert info["weights"] == "EMA weights" and info["step"] > 3
+    for k, v in load_file(tmp_path / "last_model" / "model.safetensors").items():
+        assert torch.equal(v, last[k].to(v.dtype)), k
+    notes = json.loads((tmp_path / "last_model" / "config.json").read_text())["card"]["notes"]
+    assert not any(n.startswith("weights of the best validation") for n in notes)
+    assert f"step {info['step']}" in notes[-1]
 
 
 def test_max_abs_force_drops_unphysical_frames_before_the_statistics(tmp_path):
