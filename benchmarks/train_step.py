@@ -24,6 +24,9 @@ The training batches drop edges as the real run does: the collater gets the mode
 (``configs/mini_s.yaml``: 0.1) and every draw carries the sampler's key. ``--workers 0 2`` also times the
 ``DataLoader`` (structures/s it delivers with that many worker processes, wall time, first batch excluded).
 
+``--compile`` also times the direct step with ``trainer.compile`` (the forward through ``torch.compile``,
+inductor, dynamic shapes; conservative steps cannot be compiled: double backward), leaving its compile steps out.
+
 The step runs at the config's ``trainer.recompute_min_elements`` (what ``training.pretrain`` sets);
 ``--inference-recompute`` also times it at the inference default (2**21 elements), side by side.
 
@@ -93,7 +96,8 @@ def make_optimizer(module):
     return out["optimizer"] if isinstance(out, dict) else out
 
 
-def time_steps(module, batches, warmup, clock, grad_clip):
+def time_steps(module, batches, warmup, clock, grad_clip, each=False):
+    """Median seconds of the steps after ``warmup`` (``each``: every step's seconds, warm-up included)."""
     import torch
 
     opt = make_optimizer(module)
@@ -106,9 +110,9 @@ def time_steps(module, batches, warmup, clock, grad_clip):
         loss.backward()
         torch.nn.utils.clip_grad_norm_(params, grad_clip or 1e9)
         opt.step()
-        if k >= warmup:
+        if k >= warmup or each:
             times.append(clock() - t0)
-    return statistics.median(times)
+    return times if each else statistics.median(times)
 
 
 def time_lightning(module, batches, warmup, clock, ema_decay, log_every):
@@ -200,6 +204,9 @@ def main(argv=None) -> int:
     ap.add_argument("--reference", metavar="PYTHON", help="also time the original implementation (JMP_SRC set)")
     ap.add_argument("--dump", metavar="NPZ", help="where to write the draws for the reference (default: a temp file)")
     ap.add_argument("--rounds", type=int, default=1, help="alternations of ours and the reference")
+    ap.add_argument("--compile", action="store_true",
+                    help="also time the direct step with trainer.compile (torch.compile, inductor), side by side; "
+                         "its compile steps (the first ones, and any recompilation) are left out of the median")
     ap.add_argument("--inference-recompute", action="store_true",
                     help="also time the step at the inference recomputation threshold (2**21 elements) instead of "
                          "the config's trainer.recompute_min_elements, side by side")
@@ -242,6 +249,7 @@ def main(argv=None) -> int:
              reference_meta(cfg, model0, tasks, trains, bs))
 
     results: dict = {}  # (variant, kind, column) -> list of seconds per step, one per round
+    compile_info: list = []  # per round: (compile seconds per new graph, indices of the steps that compiled)
     ref: dict = {}
     for _ in range(args.rounds):
         for name, (vcfg, model, _, _, _) in built.items():
@@ -252,6 +260,16 @@ def main(argv=None) -> int:
                 module.train()
                 results.setdefault((name, kind, "step"), []).append(
                     time_steps(module, batches, args.warmup, clock, cfg.optim.grad_clip))
+                if args.compile and kind == "direct" and name == "config":
+                    module = JMPTrainModule(copy.deepcopy(model), kind_tasks, cfg.optim, property_names=props,
+                                            compile=True)
+                    module.setup("fit")
+                    module.train()
+                    steps = time_steps(module, batches, args.warmup, clock, cfg.optim.grad_clip, each=True)
+                    compiled_at = [k for k, t in enumerate(steps) if t > 20 * statistics.median(steps)]
+                    results.setdefault((name, kind, "compiled"), []).append(statistics.median(
+                        [t for k, t in enumerate(steps) if k >= args.warmup and k not in compiled_at]))
+                    compile_info.append((module.compile_times, compiled_at))
                 if not args.no_lightning and name == "config":
                     module = JMPTrainModule(copy.deepcopy(model), kind_tasks, cfg.optim, property_names=props)
                     results.setdefault((name, kind, "lightning"), []).append(
@@ -286,6 +304,11 @@ def main(argv=None) -> int:
               f"{bs / (coll + (lt or s)):9.1f}")
         if lt:
             print(f"{'':14s} Lightning loop overhead over the bare step: {100 * (lt - s) / s:+.1f} %")
+    if ("config", "direct", "compiled") in med:
+        d, dc = med[("config", "direct", "step")], med[("config", "direct", "compiled")]
+        print(f"direct step with trainer.compile (inductor): {bs / dc:.1f} vs eager {bs / d:.1f} structures/s "
+              f"({d / dc:.2f}x); per round, compile times " + "; ".join(
+                  f"{', '.join(f'{x:.0f}' for x in ct)} s wall at steps {at}" for ct, at in compile_info))
     d, c = med[("config", "direct", "step")], med[("config", "conservative", "step")]
     print(f"direct / conservative step throughput: {c / d:.2f}x")
     if ("inference-recompute", "direct", "step") in med:

@@ -230,3 +230,48 @@ def test_training_sets_its_recomputation_threshold_for_the_run_and_restores_it()
     assert layers.RECOMPUTE_MIN_ELEMENTS == 2**21
     untouched.teardown("fit")
     layers.set_recompute_min_elements(before)
+
+
+def _two_batches(forces: str):
+    rng = np.random.default_rng(4)
+    task = Task(name="m", graph=GraphConfig(cutoff=4.0, max_neighbors=8, pbc=False), head=0, energy=True,
+                forces=forces, force_weight=10.0)
+    col = Collater([task], [1, 2])
+    out = []
+    for n in (8, 8):
+        s = Sample(numbers=np.full(n, 6), positions=rng.uniform(0, 3.5, (n, 3)), energy=-2.0,
+                   forces=rng.normal(size=(n, 3)))
+        out.append(col([(s, 0)]))
+    return task, out
+
+
+def _loss_and_grads(module, batch):
+    module.model.zero_grad(set_to_none=True)
+    loss, _ = module.compute(batch, train=True)
+    loss.backward()
+    return loss.detach(), {k: p.grad.clone() for k, p in module.model.named_parameters() if p.grad is not None}
+
+
+def test_compiled_direct_training_step_equals_eager_and_conservative_steps_stay_eager():
+    """trainer.compile: a direct-force step through torch.compile (here the aot_eager backend: the same tracing
+    and autograd split as inductor, without its C++ compile) gives the eager step's loss and parameter gradients;
+    a conservative step (double backward) runs eagerly."""
+    task, batches = _two_batches("direct")
+    eager = JMPTrainModule(_model(), [task], OptimConfig())
+    compiled = JMPTrainModule(_model(), [task], OptimConfig(), compile="aot_eager")
+    compiled.setup("fit")
+    assert compiled._compiled is not None and not any("_compiled" in k for k in compiled.state_dict())
+    for b in batches:
+        (le, ge), (lc, gc) = _loss_and_grads(eager, b), _loss_and_grads(compiled, b)
+        torch.testing.assert_close(lc, le, rtol=1e-6, atol=0)
+        assert ge.keys() == gc.keys() and len(ge) > 10
+        for k in ge:
+            torch.testing.assert_close(gc[k], ge[k], rtol=1e-4, atol=1e-7, msg=k)
+    assert len(compiled.compile_times) == 1  # compiled once, at the first step
+    task_c, batches_c = _two_batches("conservative")
+    cons = JMPTrainModule(_model(), [task_c], OptimConfig(), compile="aot_eager")
+    cons.setup("fit")
+    ref = JMPTrainModule(_model(), [task_c], OptimConfig())
+    (lc, gc), (le, ge) = _loss_and_grads(cons, batches_c[0]), _loss_and_grads(ref, batches_c[0])
+    assert cons.compile_times == [] and torch.equal(lc, le)
+    assert all(torch.equal(gc[k], ge[k]) for k in ge)

@@ -185,6 +185,12 @@ class TrainerConfig:
     #: 2**26 and keep everything (a conservative step of configs/mini_s.yaml ~1.8x faster than at the inference
     #: default 2**21, ~0.2 GB more); lower it when a batch of large cells does not fit in memory
     recompute_min_elements: int = 2**26
+    #: the model's forward in direct-force training steps through torch.compile (dynamic shapes): True =
+    #: inductor, a string = that backend (e.g. "aot_eager" to debug). Conservative steps and validation stay
+    #: eager (a compiled graph cannot be differentiated twice). The first steps compile (minutes on one CPU
+    #: core; a new graph for a batch that changes a branch, e.g. no periodic structure in it), then the step
+    #: is ~1.4x faster on CPU (benchmarks/train_step.py --compile); a failed compile warns once and runs eagerly
+    compile: bool | str = False
     progress: bool = True
 
 

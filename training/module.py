@@ -16,6 +16,7 @@ import math
 import lightning.pytorch as pl
 import torch
 
+from jmp_calc.compile import CompiledForward, CompileOptions
 from jmp_calc.model import JMPModel
 from jmp_calc.model.layers import set_recompute_min_elements
 from jmp_calc.potential import differentiable_geometry
@@ -72,9 +73,14 @@ def layerwise_groups(model: JMPModel, lr: float, decay: float | None, weight_dec
 
 class JMPTrainModule(pl.LightningModule):
     def __init__(self, model: JMPModel, tasks: list[Task], optim: OptimConfig, *,
-                 property_names: list[str] = (), recompute_min_elements: int | None = None):
+                 property_names: list[str] = (), recompute_min_elements: int | None = None,
+                 compile: bool | str = False):
         super().__init__()
         self.model = model
+        #: TrainerConfig.compile: the forward of direct-force training steps through torch.compile (True:
+        #: inductor; a string: that backend); made in setup, per process
+        self.compile = compile
+        self._compiled: CompiledForward | None = None
         #: the recomputation threshold of this run (TrainerConfig.recompute_min_elements), set in every process
         #: for the run's duration (setup/teardown); None: leave the process's setting alone
         self.recompute_min_elements = recompute_min_elements
@@ -98,6 +104,14 @@ class JMPTrainModule(pl.LightningModule):
     def setup(self, stage: str) -> None:
         if self.recompute_min_elements is not None and self._recompute_before is None:
             self._recompute_before = set_recompute_min_elements(self.recompute_min_elements)
+        if self.compile and self._compiled is None:
+            backend = self.compile if isinstance(self.compile, str) else "inductor"
+            self._compiled = CompiledForward(self.model, CompileOptions(backend=backend))
+
+    @property
+    def compile_times(self) -> list[float]:
+        """Seconds of each training step that compiled a new graph (empty without ``compile``)."""
+        return list(self._compiled.compile_times) if self._compiled is not None else []
 
     def teardown(self, stage: str) -> None:
         if self._recompute_before is not None:
@@ -122,7 +136,13 @@ class JMPTrainModule(pl.LightningModule):
         direct = bool((has_f & self.task_direct[atom_task]).any())
         with torch.enable_grad() if (train or need_pos_grad or need_strain) else torch.no_grad():
             pos_leaf, eps, pos, cell = differentiable_geometry(g, positions=need_pos_grad, strain=need_strain)
-            out = self.model(g, pos=pos, cell=cell, direct_forces=direct)
+            if train and self._compiled is not None and not (need_pos_grad or need_strain):
+                # direct forces only: a conservative step differentiates the forces again, which compiled
+                # graphs do not support (double backward); validation stays eager too
+                out = self._compiled.evaluate(
+                    lambda fwd: fwd(g, heads=None, pos=pos, cell=cell, direct_forces=direct), g)
+            else:
+                out = self.model(g, pos=pos, cell=cell, direct_forces=direct)
             energy = self._energies(out["energy"], g, heads)  # (B,) eV
             forces = stress = None
             if need_pos_grad or need_strain:

@@ -185,7 +185,7 @@ def fit(run: TrainingRun, *, resume: bool, card: dict, readme: str) -> RunResult
 
     optim = cfg.optim.resolved(steps_per_epoch=len(train_dl))  # warmup_epochs / cosine_epochs -> steps
     module = JMPTrainModule(model, tasks, optim, property_names=property_names,
-                            recompute_min_elements=t.recompute_min_elements)
+                            recompute_min_elements=t.recompute_min_elements, compile=t.compile)
     module.sampler, module.batch_size = sampler, t.batch_size
     callbacks = [ModelCheckpoint(dirpath=ckpt_dir, filename="step{step}", save_top_k=1, monitor="val_loss",
                                  mode="min", auto_insert_metric_name=False),  # the best epoch's state
@@ -224,6 +224,9 @@ def fit(run: TrainingRun, *, resume: bool, card: dict, readme: str) -> RunResult
         module.teardown("fit")  # a failed fit skips Lightning's teardown: restore the recomputation threshold
     if trainer.interrupted:
         raise KeyboardInterrupt
+    if module.compile_times:
+        print(f"torch.compile: {len(module.compile_times)} graph(s) compiled in "
+            f"{sum(module.compile_times):.0f} s ({', '.join(f'{x:.0f}' for x in module.compile_times)} s)")
     exported = load_best_weights(module.model, best_checkpoint(ckpt_dir, callbacks[0]), ema)
     rows = _read_rows(out / "metrics.csv")
     best = next((r for r in rows if r.get("epoch") == exported.get("epoch")), None) if "epoch" in exported else None
