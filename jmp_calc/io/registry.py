@@ -35,15 +35,17 @@ _JMP_NOTE = ("Original release: https://jmp-iclr-datasets.s3.amazonaws.com/{f} (
 REGISTRY: dict[str, ModelEntry] = {
     "jmp-mini-general": ModelEntry(
         name="jmp-mini-general", source="embedded", license="MIT",
-        description="default: jmp-mini-s (v1) fine-tuned on EMT metals/surfaces + GFN2-xTB organic molecules (two "
+        description="default: jmp-mini-s (v2, before its conservative tail) fine-tuned on EMT metals/surfaces + "
+                    "GFN2-xTB organic molecules (two "
                     "heads, chosen per structure: only H/C/N/O -> molecules, else surfaces; conservative, stress)"),
     "jmp-mini-emt": ModelEntry(
         name="jmp-mini-emt", source="embedded", license="MIT",
         description="small GemNet-OC trained from scratch on EMT metal slabs + adsorbates and bulk metals"),
     "jmp-mini-s": ModelEntry(
         name="jmp-mini-s", source="embedded", license="MIT",
-        description="mini-JMP backbone (v2) pre-trained here on mini-oc20/ani1x/largemol/t1x (4 heads, 29,500 "
-                    "steps); fine-tune it offline with training.finetune --base jmp-mini-s"),
+        description="mini-JMP backbone (v2) pre-trained here on mini-oc20/ani1x/largemol/t1x (4 heads, 28,250 "
+                    "direct-force steps + 2,000 conservative ones); fine-tune it offline with training.finetune "
+                    "--base jmp-mini-s"),
     "jmp-mini-s-ethanol": ModelEntry(
         name="jmp-mini-s-ethanol", source="embedded", license="MIT",
         description="jmp-mini-s (v1) fine-tuned on GFN2-xTB MD of ethanol (conservative forces; test 81 meV/A)"),
