@@ -10,7 +10,9 @@ with::
 The ``3/...`` entries (``jmp-mini-s``) were remade on 2026-12-02 when the v2 backbone replaced the v1 weights: the
 same command with the new ``jmp_calc/models/jmp-mini-s`` copied into OLD, only those entries taken (the others came
 out equal to ~1e-15 and were kept as they were). The ``0/...`` entries (``jmp-mini-general``) were remade the
-same way on 2026-12-03 when the v5 default model (configs/mini_general_v5.yaml) replaced the v1 one.
+same way on 2026-12-03 when the v5 default model (configs/mini_general_v5.yaml) replaced the v1 one, and the
+``3/...`` entries again later that day when ``jmp-mini-s`` became the backbone with the conservative-force tail
+(configs/mini_s_v2_cons.yaml); every shipped model of this tree copied into OLD, the other entries equal.
 """
 import sys
 import warnings
