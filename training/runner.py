@@ -23,7 +23,7 @@ from .build import TrainingRun
 from .config import ConfigError
 
 __all__ = ["fit_scale_factors", "fit", "check_output_dir", "checkpoint_bytes", "RunResult", "write_learning_curve",
-           "ResumeCheckpoint", "load_best_weights", "describe_weights"]
+           "ResumeCheckpoint", "load_best_weights", "checkpoint_weights", "describe_weights"]
 
 MIN_FREE_BYTES = 200 * 2**20
 
@@ -226,7 +226,7 @@ def fit(run: TrainingRun, *, resume: bool, card: dict, readme: str) -> RunResult
         raise KeyboardInterrupt
     if module.compile_times:
         print(f"torch.compile: {len(module.compile_times)} graph(s) compiled in "
-            f"{sum(module.compile_times):.0f} s ({', '.join(f'{x:.0f}' for x in module.compile_times)} s)")
+              f"{sum(module.compile_times):.0f} s ({', '.join(f'{x:.0f}' for x in module.compile_times)} s)")
     exported = load_best_weights(module.model, best_checkpoint(ckpt_dir, callbacks[0]), ema)
     rows = _read_rows(out / "metrics.csv")
     best = next((r for r in rows if r.get("epoch") == exported.get("epoch")), None) if "epoch" in exported else None
@@ -267,6 +267,14 @@ def best_checkpoint(ckpt_dir: Path, callback) -> Path | None:
     return best
 
 
+def checkpoint_weights(state: dict, ema_key: str | None) -> dict:
+    """The model weights a loaded checkpoint holds: the EMA's (``ema_key``: the EMA callback's state key) or,
+    with None, the module's own."""
+    if ema_key is not None:
+        return state["callbacks"][ema_key]["shadow"]
+    return {k[len("model."):]: v for k, v in state["state_dict"].items() if k.startswith("model.")}
+
+
 def load_best_weights(model: JMPModel, best_path: str | Path | None, ema=None) -> dict:
     """Put the weights of the best validation into ``model`` (in place): those of ``best_path``, the checkpoint
     ``ModelCheckpoint(monitor="val_loss")`` kept, where validation used the EMA weights when there is an EMA.
@@ -274,10 +282,7 @@ def load_best_weights(model: JMPModel, best_path: str | Path | None, ema=None) -
     ``{"weights": "best validation" | "last", "epoch": E, "step": S}`` (epoch/step absent for "last")."""
     if best_path and Path(best_path).is_file():
         state = torch.load(best_path, map_location="cpu", weights_only=True)
-        if ema is not None:
-            weights = state["callbacks"][ema.state_key]["shadow"]
-        else:
-            weights = {k[len("model."):]: v for k, v in state["state_dict"].items() if k.startswith("model.")}
+        weights = checkpoint_weights(state, ema.state_key if ema is not None else None)
         dev = next(model.parameters()).device
         model.load_state_dict({k: v.to(dev) for k, v in weights.items()})
         return {"weights": "best validation", "epoch": int(state["epoch"]), "step": int(state["global_step"]),

@@ -17,18 +17,16 @@ from pathlib import Path
 import torch
 
 from jmp_calc.io.model_dir import load_model_dir, save_model
+from training.module import EMA
+from training.runner import checkpoint_weights
 
 
 def export_checkpoint(run_dir: Path, checkpoint: Path, out: Path) -> dict:
     model = load_model_dir(run_dir / "model")
     state = torch.load(checkpoint, map_location="cpu", weights_only=True)
-    ema = state.get("callbacks", {}).get("EMA")
-    if ema is not None:
-        weights, kind = ema["shadow"], "EMA weights"
-    else:
-        weights = {k[len("model."):]: v for k, v in state["state_dict"].items() if k.startswith("model.")}
-        kind = "weights"
-    model.load_state_dict(weights)
+    ema_key = EMA.__qualname__ if EMA.__qualname__ in state.get("callbacks", {}) else None  # Lightning's state key
+    model.load_state_dict(checkpoint_weights(state, ema_key))
+    kind = "EMA weights" if ema_key else "weights"
     step = int(state["global_step"])
     card = model.card.to_dict()
     notes = [n for n in card.get("notes") or [] if not n.startswith("weights of")]  # the export's, not these
