@@ -579,3 +579,18 @@ def test_pretrain_takes_overrides_after_the_flags(tmp_path, capsys):
         rc = e.code
     err = capsys.readouterr().err
     assert rc != 0 and "unrecognized arguments" not in err and "not found" in err
+
+
+def test_evaluate_never_writes_into_the_installed_package(tmp_path):
+    """Without --out, `training.evaluate` writes next to a run's DIR/model, but a registry name or a model shipped
+    inside jmp_calc gets ./eval-NAME: the report once landed in jmp_calc/models/test/."""
+    import jmp_calc
+    from training.evaluate import default_out
+
+    shipped = Path(jmp_calc.__file__).resolve().parent / "models" / "jmp-mini-general"
+    assert shipped.is_dir()
+    assert default_out(str(shipped)) == Path("eval-jmp-mini-general")
+    assert default_out("jmp-mini-s") == Path("eval-jmp-mini-s")
+    run_model = tmp_path / "run" / "model"
+    run_model.mkdir(parents=True)
+    assert default_out(str(run_model)) == tmp_path / "run" / "test"

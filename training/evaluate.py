@@ -106,6 +106,18 @@ def _parity(flat: dict, path: Path, title: str) -> None:
     plt.close(fig)
 
 
+def default_out(model: str) -> Path:
+    """Where the report goes without ``--out``: ``DIR/test`` for ``DIR/model`` of a run; ``./eval-NAME`` for a
+    registry name or a model shipped inside the installed package (never written into)."""
+    import jmp_calc
+
+    path = Path(model)
+    package = Path(jmp_calc.__file__).resolve().parent
+    if not path.is_dir() or package in path.resolve().parents:
+        return Path(f"eval-{path.name}")
+    return path.parent / "test"
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(prog="python -m training.evaluate", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -113,7 +125,8 @@ def main(argv=None) -> int:
     ap.add_argument("test", help="test structures")
     ap.add_argument("--format")
     ap.add_argument("--head")
-    ap.add_argument("--out", help="where test_metrics.json and parity.png go (default: next to the model)")
+    ap.add_argument("--out", help="where test_metrics.json and parity.png go (default: DIR/test for a run's DIR/model; "
+                    "./eval-NAME for a registry name or a model shipped in the package)")
     ap.add_argument("--batch-size", type=int, default=16)
     ap.add_argument("--device", default="auto")
     args = ap.parse_args(argv)
@@ -123,7 +136,7 @@ def main(argv=None) -> int:
 
     try:
         samples = read_dataset(args.test, format=args.format)
-        out = Path(args.out) if args.out else Path(args.model).parent / "test"
+        out = Path(args.out) if args.out else default_out(args.model)
         report = evaluate_model(args.model, samples, out=out, head=args.head, batch_size=args.batch_size,
                                 device=args.device)
     except (ConfigError, DataError, CheckpointError) as exc:
