@@ -5,6 +5,9 @@
 # The pre-training chunk runs the same config as on CPU (float32, eager, the same data order and schedule); only
 # trainer.num_workers differs. It stops itself (trainer.max_time_minutes) early enough to validate, export and
 # write last.ckpt, which the next chunk resumes from, on GPU or CPU alike.
+# The device copies the working tree (64 MiB at most; the tracked tree is ~130 MB): first move aside, e.g. into a
+# tar outside the checkout, every tracked file of >= 60 kB the run does not read (all but data/mini_v2/*/{train,val}
+# and runs/jmp-mini-l-v2/checkpoints/last.ckpt and jmp_calc/models/), and unpack it again afterwards.
 set -u
 export PYTHONUNBUFFERED=1
 TOTAL=${1:-570}
