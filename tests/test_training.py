@@ -584,10 +584,10 @@ def test_pretrain_takes_overrides_after_the_flags(tmp_path, capsys):
 def test_evaluate_never_writes_into_the_installed_package(tmp_path):
     """Without --out, `training.evaluate` writes next to a run's DIR/model, but a registry name or a model shipped
     inside jmp_calc gets ./eval-NAME: the report once landed in jmp_calc/models/test/."""
-    import jmp_calc
+    from jmp_calc.io import EMBEDDED_DIR
     from training.evaluate import default_out
 
-    shipped = Path(jmp_calc.__file__).resolve().parent / "models" / "jmp-mini-general"
+    shipped = EMBEDDED_DIR / "jmp-mini-general"
     assert shipped.is_dir()
     assert default_out(str(shipped)) == Path("eval-jmp-mini-general")
     assert default_out("jmp-mini-s") == Path("eval-jmp-mini-s")

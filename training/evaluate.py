@@ -109,11 +109,10 @@ def _parity(flat: dict, path: Path, title: str) -> None:
 def default_out(model: str) -> Path:
     """Where the report goes without ``--out``: ``DIR/test`` for ``DIR/model`` of a run; ``./eval-NAME`` for a
     registry name or a model shipped inside the installed package (never written into)."""
-    import jmp_calc
+    from jmp_calc.io import EMBEDDED_DIR
 
     path = Path(model)
-    package = Path(jmp_calc.__file__).resolve().parent
-    if not path.is_dir() or package in path.resolve().parents:
+    if not path.is_dir() or EMBEDDED_DIR in path.resolve().parents:
         return Path(f"eval-{path.name}")
     return path.parent / "test"
 
