@@ -104,19 +104,25 @@ def test_task_models_listed_and_unpublished_error(capsys):
         load_model("jmp-s-md22")
 
 
-def test_embedded_pretrained_backbone_needs_a_head():
-    """jmp-mini-s ships inside the package: offline, multi-head, pre-training heads used zero-shot only on request."""
+@pytest.mark.parametrize("name, blocks", [("jmp-mini-s", 2), ("jmp-mini-l", 3)])
+def test_embedded_pretrained_backbone_needs_a_head(name, blocks):
+    """The mini-JMP backbones ship inside the package: offline, multi-head, conservative, pre-training heads used
+    zero-shot only on request; L is the larger network (3 interaction blocks to S's 2)."""
     import numpy as np
     from ase.build import molecule
 
     from jmp_calc import JMPCalculator
     from jmp_calc.io import embedded_models
 
-    assert "jmp-mini-s" in embedded_models()
+    assert name in embedded_models() and name in REGISTRY
+    model = load_model(name)
+    assert model.card.pretraining and model.config.num_blocks == blocks
+    assert model.head_names == ["mini-oc20", "mini-ani1x", "mini-largemol", "mini-t1x"]
+    assert not any(h.direct_forces for h in model.heads)
     with pytest.raises(ValueError, match="choose one of its heads"):
-        JMPCalculator("jmp-mini-s")
+        JMPCalculator(name)
     with pytest.warns(UserWarning, match="zero-shot"):
-        calc = JMPCalculator("jmp-mini-s", head="mini-ani1x")
+        calc = JMPCalculator(name, head="mini-ani1x")
     atoms = molecule("CH3CH2OH")
     atoms.calc = calc
     assert np.isfinite(atoms.get_potential_energy())

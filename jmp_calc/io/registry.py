@@ -46,6 +46,11 @@ REGISTRY: dict[str, ModelEntry] = {
         description="mini-JMP backbone (v2) pre-trained here on mini-oc20/ani1x/largemol/t1x (4 heads, 28,250 "
                     "direct-force steps + 2,000 conservative ones); fine-tune it offline with training.finetune "
                     "--base jmp-mini-s"),
+    "jmp-mini-l": ModelEntry(
+        name="jmp-mini-l", source="embedded", license="MIT",
+        description="larger mini-JMP backbone (v2 L, 929k parameters, 3 blocks) pre-trained on the same corpus as "
+                    "jmp-mini-s (4 heads, 29,000 direct-force steps + 1,000 conservative ones); fine-tune it "
+                    "offline with training.finetune --base jmp-mini-l"),
     "jmp-mini-s-ethanol": ModelEntry(
         name="jmp-mini-s-ethanol", source="embedded", license="MIT",
         description="jmp-mini-s (v1) fine-tuned on GFN2-xTB MD of ethanol (conservative forces; test 81 meV/A)"),
