@@ -153,6 +153,11 @@ class ModelConfig:
     init_heads: dict[str, str] = field(default_factory=dict)
     copy_heads: bool = True  #: with init_from: start heads from the base's energy MLPs (False: backbone only)
     from_scratch: bool = False  #: with init_from: its architecture only, random weights (the scratch baseline)
+    #: with init_from: every dataset's energy head starts from this base head (``auto``: the one with the lowest
+    #: zero-shot force error on the first training batches), its last layer rescaled to the new head's units and
+    #: the per-element references refitted to its zero-shot energies (training.head_transfer); None: as
+    #: ``copy_heads`` / ``init_heads`` say (no rescaling)
+    head_from: str | None = None
 
 
 @dataclass

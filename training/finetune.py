@@ -10,10 +10,13 @@ BASE: a registry name (``jmp-s``), a released JMP checkpoint (``jmp-s.pt``), or 
 the ``model/`` of a ``training.pretrain`` run). The backbone and atom embeddings come from BASE; new heads are
 made for the targets: ``energy`` (with per-element linear references fitted on TRAIN), ``forces`` (conservative
 = -dE/dx by default, or ``--forces direct``), ``stress`` (conservative only) and any scalar property stored in the
-structures' ``info`` (pooled with ``--pooling sum|mean``). Defaults (docs/finetune_recipe.md): lr 3e-3 for both
-modes, warm-up over 5 % of the run then cosine to 0.1 lr, ReduceLROnPlateau, gradient clipping, early stopping
-(patience 20 epochs), no EMA, no dropout, no layer decay (``--layer-decay`` for geometric; released JMP checkpoints
-keep JMP's per-block table); the exported model is the best-validation checkpoint.
+structures' ``info`` (pooled with ``--pooling sum|mean``). The energy head starts from the base head that predicts
+TRAIN best before any training (``--head-from auto``, rescaled to the new units, references refitted:
+training.head_transfer; ``--head-from new`` for random weights). Defaults (docs/finetune_recipe.md): lr 3e-4 with
+a head from the base, 3e-3 from scratch or with a new head, warm-up over 5 % of the run then cosine to 0.1 lr,
+ReduceLROnPlateau, gradient clipping, early stopping (patience 20 epochs), no EMA, no dropout, no layer decay
+(``--layer-decay`` for geometric; released JMP checkpoints keep JMP's per-block table and new heads); the exported
+model is the best-validation checkpoint.
 ``--from-scratch`` uses random weights for the same architecture, everything else equal: the baseline.
 
 Writes ``DIR/model/`` (model.safetensors + config.json + README.md card; ``JMPCalculator(DIR/"model")``),
@@ -45,10 +48,12 @@ from .run import execute
 from .runner import check_output_dir, describe_weights
 
 #: fine-tuning defaults for our (mini) models, chosen by measurement: docs/finetune_recipe.md
-DEFAULT_LR = 3e-3  #: both modes, pre-trained and from scratch (better than 1e-3 for both, measured)
+DEFAULT_LR = 3e-3  #: from scratch, and pre-trained with a new head (better than 1e-3 for both, measured)
+DEFAULT_TRANSFER_LR = 3e-4  #: pre-trained with the head started from a base head (--head-from; measured)
 DEFAULT_EPOCHS = 100
 DEFAULT_PATIENCE = 20
 WARMUP_FRACTION = 0.05
+DEFAULT_HEAD_FROM = "auto"
 
 
 def parse(argv=None):
@@ -66,12 +71,17 @@ def parse(argv=None):
     ap.add_argument("--epochs", type=int)
     ap.add_argument("--max-time", type=float, help="minutes")
     ap.add_argument("--max-steps", type=int, default=-1)
+    ap.add_argument("--head-from", metavar="HEAD|auto|new",
+                    help="start the energy head from this head of the base (auto: the one with the lowest zero-shot "
+                         f"force error on the training data; new: random weights; default {DEFAULT_HEAD_FROM}, "
+                         "new for released JMP checkpoints)")
     ap.add_argument("--from-scratch", action="store_true", help="same architecture, random weights (baseline)")
     ap.add_argument("--preset", default=None, choices=["tiny", "jmp_s", "jmp_l"],
                     help="architecture for --from-scratch without --base")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--batch-size", type=int)
-    ap.add_argument("--lr", type=float, help=f"base learning rate (default {DEFAULT_LR:g} for both modes)")
+    ap.add_argument("--lr", type=float, help=f"base learning rate (default {DEFAULT_TRANSFER_LR:g} when the "
+                    f"head starts from a base head, else {DEFAULT_LR:g}: from scratch or with a new head)")
     ap.add_argument("--layer-decay", type=float, default=None, help="geometric layer-wise lr decay of the "
                     "pre-trained backbone (default: off; JMP's per-block table for released JMP checkpoints)")
     ap.add_argument("--warmup-epochs", type=float, default=None, help="linear warm-up (default: 5%% of --epochs)")
@@ -178,7 +188,11 @@ def run_config(args) -> tuple[RunConfig, object]:
     decay = args.layer_decay if pretrained else None
     if decay == 1 or layer_mult is not None:
         decay = None
-    default_lr = (preset.lr if preset else 5e-6) if jmp_release else DEFAULT_LR
+    # the energy head starts from a base head (training.head_transfer) unless asked not to; JMP's releases keep
+    # JMP's recipe (new heads)
+    head_from = args.head_from or ("new" if jmp_release else DEFAULT_HEAD_FROM)
+    transfer = pretrained and head_from != "new" and bool(ds.energy)
+    default_lr = (preset.lr if preset else 5e-6) if jmp_release else DEFAULT_TRANSFER_LR if transfer else DEFAULT_LR
     epochs = args.epochs or (preset.epochs if preset else DEFAULT_EPOCHS)
     optim = OptimConfig(
         lr=args.lr or default_lr, weight_decay=0.1, betas=(0.9, 0.95), warmup_start_factor=0.1, min_lr_factor=0.1,
@@ -198,6 +212,7 @@ def run_config(args) -> tuple[RunConfig, object]:
     # dropout comes from this run's flags (or --set model.overrides.*), never from the base's pre-training config
     model = ModelConfig(preset=args.preset or "tiny", init_from=args.base, from_scratch=bool(args.from_scratch),
                         copy_heads=False, fit_scale_factors_batches=8,
+                        head_from=head_from if transfer else None,
                         overrides={"edge_dropout": float(args.edge_dropout), "dropout": float(args.dropout)})
     card = CardConfig(task=preset.description if preset else f"fine-tuned on {args.train}",
                       level_of_theory=args.level_of_theory, dispersion=bool(args.dispersion), pretraining=False)

@@ -26,6 +26,7 @@ __all__ = ["fit_scale_factors", "fit", "check_output_dir", "checkpoint_bytes", "
            "ResumeCheckpoint", "load_best_weights", "checkpoint_weights", "describe_weights"]
 
 MIN_FREE_BYTES = 200 * 2**20
+HEAD_FIT_BATCHES = 8  #: first training batches that model.head_from scores heads and fits references on
 
 
 def checkpoint_bytes(model: torch.nn.Module) -> int:
@@ -175,13 +176,24 @@ def fit(run: TrainingRun, *, resume: bool, card: dict, readme: str) -> RunResult
     val_dl = torch.utils.data.DataLoader(val_ds, batch_size=t.val_batch_size or t.batch_size, shuffle=False,
                                          collate_fn=collate,
                                          **{**loader_kw, "generator": torch.Generator().manual_seed(cfg.seed + 1)})
+    def first_batches(n: int) -> list:
+        """The first ``n`` global batches of epoch 0 (no dropout), the same on every DDP rank and for any number
+        of ranks."""
+        first = sampler.epoch_indices(0)[:t.batch_size * world * n].tolist()
+        return list(torch.utils.data.DataLoader(train_ds, batch_size=t.batch_size * world, sampler=first,
+                                                collate_fn=collate))
+
     if not run.pretrained and not resume and cfg.model.fit_scale_factors_batches > 0:
-        # the first global batches (no dropout), the same on every DDP rank and for any number of ranks
-        n_fit = t.batch_size * world * cfg.model.fit_scale_factors_batches
-        first = sampler.epoch_indices(0)[:n_fit].tolist()
-        it = iter(torch.utils.data.DataLoader(train_ds, batch_size=t.batch_size * world, sampler=first,
-                                              collate_fn=collate))
-        fit_scale_factors(model, list(it))
+        fit_scale_factors(model, first_batches(cfg.model.fit_scale_factors_batches))
+    if run.pretrained and cfg.model.head_from:
+        # also on --resume: the references it fits live in the heads' configs, not in the checkpoint (the same
+        # batches and base give the same references; the copied weights are then replaced by the checkpoint's)
+        from .head_transfer import transfer_heads
+
+        energy_heads = sorted({tk.head for tk in tasks if tk.head is not None})
+        notes = transfer_heads(run.base, model, energy_heads, cfg.model.head_from,
+                               first_batches(HEAD_FIT_BATCHES))
+        card["notes"] = [*(card.get("notes") or []), *notes]
 
     optim = cfg.optim.resolved(steps_per_epoch=len(train_dl))  # warmup_epochs / cosine_epochs -> steps
     module = JMPTrainModule(model, tasks, optim, property_names=property_names,

@@ -13,7 +13,7 @@ import numpy as np
 
 from .base import DataError, Sample
 
-__all__ = ["fit_atom_refs", "normalization", "referenced_energy", "split_indices"]
+__all__ = ["fit_atom_refs", "fit_refs", "normalization", "referenced_energy", "split_indices"]
 
 
 def _target(sample: Sample, key: str) -> float:
@@ -27,19 +27,22 @@ def fit_atom_refs(samples: Sequence[Sample], key: str = "energy") -> dict[int, f
     """Per-element references ``{Z: eV per atom}`` minimising ``sum_s (y_s - sum_Z count_sZ ref_Z)^2``, where ``y``
     is ``energy`` or ``properties[key]``. Warns when the element counts are rank deficient (e.g. every structure
     has the same composition): the minimum-norm solution is returned then, and only its sums are meaningful."""
-    counts, y = [], []
-    for s in samples:
-        counts.append(np.bincount(s.numbers, minlength=119))
-        y.append(_target(s, key))
-    if not counts:
+    if not samples:
         raise ValueError("fit_atom_refs: no samples")
-    a = np.asarray(counts, np.float64)
+    return fit_refs([s.numbers for s in samples], [_target(s, key) for s in samples], stacklevel=3)
+
+
+def fit_refs(numbers: Sequence[np.ndarray], y: Sequence[float], stacklevel: int = 2) -> dict[int, float]:
+    """:func:`fit_atom_refs` of structures given by their atomic numbers and targets ``y``."""
+    if not len(numbers):
+        raise ValueError("fit_atom_refs: no samples")
+    a = np.asarray([np.bincount(np.asarray(n), minlength=119) for n in numbers], np.float64)
     elements = np.flatnonzero(a.sum(0))
     a = a[:, elements]
-    coef, _, rank, _ = np.linalg.lstsq(a, np.asarray(y), rcond=None)
+    coef, _, rank, _ = np.linalg.lstsq(a, np.asarray(y, np.float64), rcond=None)
     if rank < len(elements):
         warnings.warn(f"fit_atom_refs: element counts have rank {rank} < {len(elements)} elements; references are "
-                      "not unique (minimum-norm solution)", RuntimeWarning, stacklevel=2)
+                      "not unique (minimum-norm solution)", RuntimeWarning, stacklevel=stacklevel)
     return {int(z): float(c) for z, c in zip(elements, coef)}
 
 
