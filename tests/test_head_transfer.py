@@ -120,3 +120,18 @@ def test_transfer_head_rescales_to_the_new_units(base):
     w_b, w_n = b.output.out_energy[1][-1].weight, new.output.out_energy[0][-1].weight
     torch.testing.assert_close(w_n * new.heads[0].energy_std, w_b * src.energy_std)
     assert np.isfinite(w_n.detach().numpy()).all()
+
+
+def test_finetune_defaults_by_mode(base, tmp_path):
+    """A copied head gets its own default rate (3e-4); scratch, a new head and property-only targets keep 3e-3."""
+    from training.finetune import DEFAULT_LR, DEFAULT_TRANSFER_LR, parse, run_config
+
+    write(tmp_path / "t.extxyz", _labelled_by(base, "bulk", 4, 3))
+    common = ["--base", str(base), "--train", str(tmp_path / "t.extxyz")]
+    cases = {(): ("auto", DEFAULT_TRANSFER_LR), ("--head-from", "bulk"): ("bulk", DEFAULT_TRANSFER_LR),
+             ("--head-from", "new"): (None, DEFAULT_LR), ("--from-scratch",): (None, DEFAULT_LR),
+             ("--head-from", "bulk", "--lr", "2e-3"): ("bulk", 2e-3), ("--targets", "gap"): (None, DEFAULT_LR)}
+    for i, (flags, (head_from, lr)) in enumerate(cases.items()):
+        cfg, _ = run_config(parse([*common, "--out", str(tmp_path / f"o{i}"), *flags]))
+        assert (cfg.model.head_from, cfg.optim.lr) == (head_from, lr), flags
+    assert DEFAULT_TRANSFER_LR < DEFAULT_LR
