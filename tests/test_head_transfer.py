@@ -135,3 +135,22 @@ def test_finetune_defaults_by_mode(base, tmp_path):
         cfg, _ = run_config(parse([*common, "--out", str(tmp_path / f"o{i}"), *flags]))
         assert (cfg.model.head_from, cfg.optim.lr) == (head_from, lr), flags
     assert DEFAULT_TRANSFER_LR < DEFAULT_LR
+
+
+def test_head_from_auto_chooses_per_dataset(base, tmp_path, capsys):
+    """A multi-dataset run (training.pretrain with model.head_from): each dataset's head is scored on its own
+    structures and starts from the base head that labelled them."""
+    from training.pretrain import main
+
+    write(tmp_path / "a.extxyz", _labelled_by(base, "slabs", 12, 5))
+    write(tmp_path / "b.extxyz", _labelled_by(base, "bulk", 12, 6))
+    cfg = tmp_path / "run.yaml"
+    cfg.write_text(
+        f"name: two\nout: {tmp_path / 'out'}\nseed: 0\nmodel: {{init_from: {base}, head_from: auto}}\ndatasets:\n"
+        f"  - {{name: a, train: {tmp_path / 'a.extxyz'}, forces: conservative}}\n"
+        f"  - {{name: b, train: {tmp_path / 'b.extxyz'}, forces: conservative}}\n"
+        "optim: {lr: 1.0e-12}\ntrainer: {max_epochs: 1, batch_size: 4, progress: false, threads: 1}\n")
+    assert main([str(cfg)]) == 0
+    log = capsys.readouterr().out
+    assert "head a started from the base's slabs head" in log
+    assert "head b started from the base's bulk head" in log

@@ -41,11 +41,13 @@ class HeadScore:
         return f"{self.name} (" + ", ".join(p for p in parts if p) + ")"
 
 
-def score_heads(base: JMPModel, batches: list, reduction: str = "sum", direct: bool = False) -> list[HeadScore]:
+def score_heads(base: JMPModel, batches: list, reduction: str = "sum", direct: bool = False,
+                task: int | None = None) -> list[HeadScore]:
     """Zero-shot errors of every base head with ``reduction`` on ``batches`` (training.batching.TrainBatch) of
-    the new data. Energies are the heads' outputs in eV without their own references; each head gets the
-    per-element references that fit the labels best, as a copied head will. Forces: -dE/dx, or the heads' direct
-    forces with ``direct`` (a direct-force fine-tune of a base that has them)."""
+    the new data (only the structures of dataset ``task`` when given). Energies are the heads' outputs in eV
+    without their own references; each head gets the per-element references that fit the labels best, as a copied
+    head will. Forces: -dE/dx, or the heads' direct forces with ``direct`` (a direct-force fine-tune of a base that
+    has them)."""
     heads = [j for j, h in enumerate(base.heads) if h.reduction == reduction]
     if not heads:
         raise ConfigError(f"the base model has no head with reduction {reduction!r} to start from")
@@ -58,7 +60,10 @@ def score_heads(base: JMPModel, batches: list, reduction: str = "sum", direct: b
     try:
         for b in batches:
             g = b.g
-            has_f = ~torch.isnan(b.forces).any(1) & b.free
+            mine = torch.ones_like(b.task, dtype=torch.bool) if task is None else b.task == task
+            if not bool(mine.any()):
+                continue
+            has_f = ~torch.isnan(b.forces).any(1) & b.free & mine[g.batch]
             need_f = bool(has_f.any())
             grad_f = need_f and not direct
             with torch.enable_grad() if grad_f else torch.no_grad():
@@ -72,13 +77,16 @@ def score_heads(base: JMPModel, batches: list, reduction: str = "sum", direct: b
                         (grad,) = torch.autograd.grad(e[:, k].sum(), pos_leaf, retain_graph=k < len(heads) - 1)
                         f = -grad.to(torch.float64)
                     f_err[k].append((f - b.forces.to(torch.float64))[has_f].abs().reshape(-1))
-            ok = ~torch.isnan(b.energy)
+            ok = ~torch.isnan(b.energy) & mine
             counts = np.split(g.numbers.cpu().numpy(), np.cumsum(g.natoms.cpu().numpy())[:-1])
             numbers += [c for c, keep in zip(counts, ok.tolist()) if keep]
             e_pred.append(e[ok].detach())
             e_true.append(b.energy[ok].to(torch.float64))
     finally:
         base.train(was_training)
+    if not e_pred:
+        raise ConfigError(f"head_from: no structure of dataset {task} in the first training batches to score the "
+                          "base heads on")
     e_pred, e_true = torch.cat(e_pred).numpy(), torch.cat(e_true).numpy()
     natoms = np.array([len(n) for n in numbers], np.float64)
     scores = []
@@ -121,13 +129,15 @@ def transfer_head(base: JMPModel, model: JMPModel, src: str, dst: int, atom_refs
     hd.atom_refs, hd.energy_mean = {int(z): float(v) for z, v in atom_refs.items()}, 0.0
 
 
-def transfer_heads(base: JMPModel, model: JMPModel, energy_heads: list[int], head_from: str, batches: list,
+def transfer_heads(base: JMPModel, model: JMPModel, energy_heads: dict[int, int], head_from: str, batches: list,
                    *, log=print) -> list[str]:
-    """Start each of ``model``'s ``energy_heads`` from base head ``head_from`` (a name, or ``auto``); returns the
-    notes for the model card. ``batches``: the first training batches (the references are fitted on them)."""
+    """Start each of ``model``'s energy heads (``{head index: dataset index}``) from base head ``head_from`` (a
+    name, or ``auto``: chosen per dataset); returns the notes for the model card. ``batches``: the first training
+    batches (each head is scored, and its references fitted, on its dataset's structures in them)."""
     notes = []
-    for i in energy_heads:
-        scores = score_heads(base, batches, model.heads[i].reduction, direct=model.heads[i].direct_forces)
+    for i, task in energy_heads.items():
+        scores = score_heads(base, batches, model.heads[i].reduction, direct=model.heads[i].direct_forces,
+                             task=task)
         if head_from == "auto":
             pick = best_head(scores)
         else:

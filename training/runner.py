@@ -190,7 +190,7 @@ def fit(run: TrainingRun, *, resume: bool, card: dict, readme: str) -> RunResult
         # batches and base give the same references; the copied weights are then replaced by the checkpoint's)
         from .head_transfer import transfer_heads
 
-        energy_heads = sorted({tk.head for tk in tasks if tk.head is not None})
+        energy_heads = {tk.head: k for k, tk in enumerate(tasks) if tk.head is not None}
         notes = transfer_heads(run.base, model, energy_heads, cfg.model.head_from,
                                first_batches(HEAD_FIT_BATCHES))
         card["notes"] = [*(card.get("notes") or []), *notes]
