@@ -154,3 +154,27 @@ def test_head_from_auto_chooses_per_dataset(base, tmp_path, capsys):
     log = capsys.readouterr().out
     assert "head a started from the base's slabs head" in log
     assert "head b started from the base's bulk head" in log
+
+
+def test_elements_missing_from_the_scored_batches_keep_their_references(base):
+    """The references are corrected on the first batches only; an element they lack (fluorine in a molecule set
+    whose first batches have none) keeps the reference fitted on the whole training set, not 0."""
+    from jmp_calc.io import load_model_dir
+    from training.batching import Collater
+    from training.data.base import Sample
+    from training.task import Task
+    from training.head_transfer import score_heads
+
+    b = load_model_dir(base)
+    frames = _labelled_by(base, "bulk", 6, 7)
+    samples = [Sample(numbers=a.numbers, positions=a.positions, cell=np.array(a.cell), pbc=a.pbc,
+                      energy=a.get_potential_energy(), forces=a.get_forces()) for a in frames]
+    task = Task(name="energy", graph=b.heads[1].graph, head=0, energy=True, forces="conservative")
+    batch = Collater([task], b.config.qint_tags, [])([(s, 0) for s in samples])
+    prior = {28: -1.0, 29: 0.5, 46: -3.0, 9: -7.25}
+    scores = {s.name: s for s in score_heads(b, [batch], prior_refs=prior)}
+    refs = scores["bulk"].atom_refs
+    assert refs[9] == -7.25  # no fluorine in the batches: the prior stays
+    assert scores["bulk"].energy_mae < 1e-4 and scores["bulk"].force_mae < 1e-4
+    for z, offset in OFFSETS.items():  # the seen elements are corrected (the labels carry OFFSETS on top)
+        assert refs[z] != prior[z] and np.isfinite(refs[z]), (z, offset)

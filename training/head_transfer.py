@@ -42,12 +42,13 @@ class HeadScore:
 
 
 def score_heads(base: JMPModel, batches: list, reduction: str = "sum", direct: bool = False,
-                task: int | None = None) -> list[HeadScore]:
+                task: int | None = None, prior_refs: dict[int, float] | None = None) -> list[HeadScore]:
     """Zero-shot errors of every base head with ``reduction`` on ``batches`` (training.batching.TrainBatch) of
     the new data (only the structures of dataset ``task`` when given). Energies are the heads' outputs in eV
     without their own references; each head gets the per-element references that fit the labels best, as a copied
     head will. Forces: -dE/dx, or the heads' direct forces with ``direct`` (a direct-force fine-tune of a base that
-    has them)."""
+    has them). ``prior_refs``: the references fitted on the whole training set (the new head's); only corrections
+    to them are fitted on the batches, so elements the batches lack keep theirs."""
     heads = [j for j, h in enumerate(base.heads) if h.reduction == reduction]
     if not heads:
         raise ConfigError(f"the base model has no head with reduction {reduction!r} to start from")
@@ -89,13 +90,16 @@ def score_heads(base: JMPModel, batches: list, reduction: str = "sum", direct: b
                           "base heads on")
     e_pred, e_true = torch.cat(e_pred).numpy(), torch.cat(e_true).numpy()
     natoms = np.array([len(n) for n in numbers], np.float64)
+    prior = {int(z): float(v) for z, v in (prior_refs or {}).items()}
+    prior_sum = np.array([sum(prior.get(int(z), 0.0) for z in n) for n in numbers])
     scores = []
     for k, j in enumerate(heads):
-        refs, e_mae = {}, None
+        refs, e_mae = dict(prior), None
         if len(e_true):
             with warnings.catch_warnings():  # one molecule's frames: only the sum of the references matters
                 warnings.filterwarnings("ignore", "fit_atom_refs: element counts have rank", RuntimeWarning)
-                refs = fit_refs(numbers, e_true - e_pred[:, k])
+                delta = fit_refs(numbers, e_true - e_pred[:, k] - prior_sum)
+            refs.update({z: prior.get(z, 0.0) + d for z, d in delta.items()})
             fitted = e_pred[:, k] + np.array([sum(refs[int(z)] for z in n) for n in numbers])
             e_mae = float(np.mean(np.abs(fitted - e_true) / natoms))
         f_mae = float(torch.cat(f_err[k]).mean()) if f_err[k] else None
@@ -137,7 +141,7 @@ def transfer_heads(base: JMPModel, model: JMPModel, energy_heads: dict[int, int]
     notes = []
     for i, task in energy_heads.items():
         scores = score_heads(base, batches, model.heads[i].reduction, direct=model.heads[i].direct_forces,
-                             task=task)
+                             task=task, prior_refs=model.heads[i].atom_refs)
         if head_from == "auto":
             pick = best_head(scores)
         else:
