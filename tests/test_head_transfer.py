@@ -162,8 +162,8 @@ def test_elements_missing_from_the_scored_batches_keep_their_references(base):
     from jmp_calc.io import load_model_dir
     from training.batching import Collater
     from training.data.base import Sample
-    from training.task import Task
     from training.head_transfer import score_heads
+    from training.task import Task
 
     b = load_model_dir(base)
     frames = _labelled_by(base, "bulk", 6, 7)
