@@ -14,28 +14,15 @@ pytest.importorskip("lightning")
 from ase.build import bulk  # noqa: E402
 from ase.calculators.singlepoint import SinglePointCalculator  # noqa: E402
 from ase.io import write  # noqa: E402
+from test_training import data, pretrained  # noqa: E402,F401  (the tiny two-head pre-trained model and its data)
 
 OFFSETS = {28: -1.5, 29: 0.7, 46: -3.2}  # eV per atom added to the labels: the refitted references must absorb them
 
 
 @pytest.fixture(scope="module")
-def base(tmp_path_factory):
-    """A tiny two-head pre-trained model (EMT slabs and bulk cells)."""
-    from test_training import _frames
-
-    from training.pretrain import main
-
-    d = tmp_path_factory.mktemp("ht")
-    write(d / "slabs.extxyz", _frames("slab", 16, 0))
-    write(d / "bulk.extxyz", _frames("bulk", 16, 1))
-    cfg = d / "pre.yaml"
-    cfg.write_text(
-        "name: tiny-pre\nout: OUT\nseed: 0\nmodel: {preset: tiny, fit_scale_factors_batches: 2}\ndatasets:\n"
-        f"  - {{name: slabs, train: {d / 'slabs.extxyz'}, graph: {{cutoff: 4.5, max_neighbors: 12}}}}\n"
-        f"  - {{name: bulk, train: {d / 'bulk.extxyz'}, graph: {{cutoff: 4.5, max_neighbors: 12}}}}\n"
-        "optim: {lr: 1.0e-3, warmup_steps: 2}\ntrainer: {max_epochs: 1, batch_size: 4, progress: false, threads: 1}\n")
-    assert main([str(cfg), f"out={d / 'run'}"]) == 0
-    return d / "run" / "model"
+def base(pretrained):  # noqa: F811
+    """test_training's tiny pre-trained model: heads ``slabs`` and ``bulk`` (EMT slabs and bulk cells)."""
+    return pretrained
 
 
 def _labelled_by(model_dir, head, n, seed):
