@@ -155,7 +155,7 @@ class ModelConfig:
     from_scratch: bool = False  #: with init_from: its architecture only, random weights (the scratch baseline)
     #: with init_from: every dataset's energy head starts from this base head (``auto``: the one with the lowest
     #: zero-shot force error on the first training batches), its last layer rescaled to the new head's units and
-    #: the per-element references refitted to its zero-shot energies (training.head_transfer); None: as
+    #: the per-element references corrected for its zero-shot energies (training.head_transfer); None: as
     #: ``copy_heads`` / ``init_heads`` say (no rescaling)
     head_from: str | None = None
 
