@@ -6,8 +6,8 @@ rescaled from the base head's energy unit to the new one and the per-element ref
 training set) corrected for its zero-shot energies on the first training batches, the fine-tuned model starts
 where the pre-trained model already is: forces of a molecule labelled like the pre-training data are near their
 final error before the first step (MACE and fairchem fine-tune foundation models the same way, head included).
-``auto`` picks the base head with the lowest zero-shot
-force error (energy error without forces) on the first training batches.
+``auto`` picks the base head with the lowest zero-shot force error (energy error without forces) on the first
+training batches.
 """
 
 from __future__ import annotations
