@@ -11,7 +11,7 @@ the ``model/`` of a ``training.pretrain`` run). The backbone and atom embeddings
 made for the targets: ``energy`` (with per-element linear references fitted on TRAIN), ``forces`` (conservative
 = -dE/dx by default, or ``--forces direct``), ``stress`` (conservative only) and any scalar property stored in the
 structures' ``info`` (pooled with ``--pooling sum|mean``). The energy head starts from the base head that predicts
-TRAIN best before any training (``--head-from auto``, rescaled to the new units, references refitted:
+TRAIN best before any training (``--head-from auto``, rescaled to the new units, references corrected:
 training.head_transfer; ``--head-from new`` for random weights). Defaults (docs/finetune_recipe.md): lr 3e-4 with
 a head from the base, 3e-3 from scratch or with a new head, warm-up over 5 % of the run then cosine to 0.1 lr,
 ReduceLROnPlateau, gradient clipping, early stopping (patience 20 epochs), no EMA, no dropout, no layer decay

@@ -36,10 +36,13 @@ class HeadScore:
     energy_mae: float | None  #: eV per atom after refitting the per-element references (None: no energies)
     atom_refs: dict[int, float]  #: eV per element, fitted to (label - the head's energy)
 
-    def describe(self) -> str:
+    def errors(self) -> str:
         parts = [f"force MAE {self.force_mae * 1e3:.1f} meV/A" if self.force_mae is not None else "",
                  f"energy MAE {self.energy_mae * 1e3:.1f} meV/atom" if self.energy_mae is not None else ""]
-        return f"{self.name} (" + ", ".join(p for p in parts if p) + ")"
+        return ", ".join(p for p in parts if p)
+
+    def describe(self) -> str:
+        return f"{self.name} ({self.errors()})"
 
 
 def score_heads(base: JMPModel, batches: list, reduction: str = "sum", direct: bool = False,
@@ -154,6 +157,6 @@ def transfer_heads(base: JMPModel, model: JMPModel, energy_heads: dict[int, int]
         log("zero-shot on the first training batches: " + "; ".join(s.describe() for s in scores))
         transfer_head(base, model, pick.name, i, pick.atom_refs)
         notes.append(f"head {model.heads[i].name} started from the base's {pick.name} head (zero-shot "
-                     + pick.describe().split(" (", 1)[1])
+                     f"{pick.errors()})")
         log(notes[-1])
     return notes

@@ -27,8 +27,6 @@ def fit_atom_refs(samples: Sequence[Sample], key: str = "energy") -> dict[int, f
     """Per-element references ``{Z: eV per atom}`` minimising ``sum_s (y_s - sum_Z count_sZ ref_Z)^2``, where ``y``
     is ``energy`` or ``properties[key]``. Warns when the element counts are rank deficient (e.g. every structure
     has the same composition): the minimum-norm solution is returned then, and only its sums are meaningful."""
-    if not samples:
-        raise ValueError("fit_atom_refs: no samples")
     return fit_refs([s.numbers for s in samples], [_target(s, key) for s in samples], stacklevel=3)
 
 
