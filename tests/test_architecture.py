@@ -143,22 +143,32 @@ def test_recomputed_aggregations_equal_kept(basis, monkeypatch):
         np.testing.assert_allclose(recomputed, kept, rtol=1e-12, atol=1e-12 * np.abs(kept).max())
 
 
-def test_padded_smooth_dihedral_equals_gathered_formula():
-    """The quadruplets' padded dihedral basis (component planes, one gather per component) equals the plain
-    formula on the gathered (T, K, 3) tensors bit for bit, padding slots (sentinel) included, with gradients."""
-    from jmp_calc.model.bases import gather_padded, smooth_dihedral_basis, smooth_dihedral_padded
+@pytest.mark.parametrize("smooth", [True, False])
+def test_slot_dihedral_equals_per_quadruplet_formula(smooth):
+    """The quadruplets' dihedral basis on the per-qint-edge grid (component planes, one gather per component)
+    equals the plain per-slot formula on gathered (Eq, M, K, 3) tensors bit for bit where ``keep`` is set, is
+    exactly zero elsewhere (padding, d == c), and has the same gradients."""
+    from jmp_calc.model.bases import _angle, dihedral_slots, gather_padded, legendre_basis, smooth_dihedral_basis
 
     gen = torch.Generator().manual_seed(0)
-    u = torch.randn(9, 3, dtype=torch.float64, generator=gen, requires_grad=True)
+    n_q, m, k, ns = 4, 3, 5, 7
+    u = torch.randn(n_q * m, 3, dtype=torch.float64, generator=gen, requires_grad=True)
     w = torch.randn(13, 3, dtype=torch.float64, generator=gen, requires_grad=True)
-    pad = torch.randint(0, 14, (9, 5), generator=gen)  # 13 = sentinel (zero row)
-    pad[0] = 13
-    wg = gather_padded(w, pad)
-    ref = smooth_dihedral_basis(u[:, None, :].expand_as(wg), wg, 7, dim=1)
-    got = smooth_dihedral_padded(u, w, pad, 7)
-    assert got.shape == (9, 7, 5) and torch.equal(got, ref)
+    pad = torch.randint(0, 14, (n_q, k), generator=gen)  # 13 = sentinel (zero row)
+    pad[0, -2:] = 13
+    keep = (torch.rand(n_q, m, k, generator=gen) > 0.3) & (pad < 13)[:, None, :]
+    w_ext = torch.cat([w, w.new_zeros(1, 3)])
+    w2_ext = torch.cat([(w * w).sum(-1), w.new_zeros(1)])
+    got = dihedral_slots(u, w_ext, w2_ext if smooth else None, pad, keep, ns, smooth)
+    wg = gather_padded(w, pad)[:, None].expand(n_q, m, k, 3)
+    ug = u.reshape(n_q, m, 1, 3).expand_as(wg)
+    ref = smooth_dihedral_basis(ug, wg, ns, dim=2) if smooth else legendre_basis(torch.cos(_angle(ug, wg)), ns, dim=2)
+    sel = keep[:, :, None, :].expand_as(ref)
+    assert got.shape == (n_q, m, ns, k) and torch.equal(got[sel], ref[sel])
+    assert torch.all(got[~sel] == 0) and keep.any() and not keep.all()
     go = torch.randn(ref.shape, dtype=torch.float64, generator=gen)
-    for a, b in zip(torch.autograd.grad(ref, (u, w), go), torch.autograd.grad(got, (u, w), go)):
+    want = torch.autograd.grad(ref, (u, w), go * sel)
+    for a, b in zip(want, torch.autograd.grad(got, (u, w), go)):
         torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-12)
 
 

@@ -259,7 +259,7 @@ def _ref_triplets(i_s, i_d, i_o, o_s, o_d, o_o):
     return inp, out, agg, pad, np.append(np.array(inp, dtype=np.int64), len(i_s))[pad]
 
 
-def _ref_quadruplets(m_s, m_d, m_o, q_s, q_d, q_o):
+def _ref_quadruplets(m_s, m_d, m_o, q_s, q_d, q_o, n):
     tin = [(d, b) for b in range(len(q_s)) for d in range(len(m_s))
            if m_d[d] == q_s[b] and not (m_s[d] == q_d[b] and not np.any(m_o[d] + q_o[b]))]
     tout = [(b, c) for c in range(len(m_s)) for b in range(len(q_s))
@@ -271,12 +271,26 @@ def _ref_quadruplets(m_s, m_d, m_o, q_s, q_d, q_o):
         groups.append(list(range(len(quads), len(quads) + len(mine))))
         quads += [(i, j) for i in mine]
     t_in = np.array([i for i, _ in quads], dtype=np.int64)
-    pad_j = _ref_pad(groups, len(tout), np.arange(len(quads)), len(quads))
+    # the per-qint-edge grid: output slots (output triplets of each qint edge) x input slots (its input triplets)
+    n_q = len(q_s)
+    ins = [[i for i, (_, b2) in enumerate(tin) if b2 == b] for b in range(n_q)]
+    outs = [[j for j, (b2, _) in enumerate(tout) if b2 == b] for b in range(n_q)]
+    m_max = max([len(o) for o in outs] + [0])
+    slot = {j: b * m_max + r for b in range(n_q) for r, j in enumerate(outs[b])}
+    slot_main = np.zeros(n_q * m_max, dtype=np.int64)
+    keep = np.zeros((n_q, m_max, max([len(i) for i in ins] + [0])), dtype=bool)
+    for b in range(n_q):
+        for r, j in enumerate(outs[b]):
+            slot_main[b * m_max + r] = tout[j][1]
+            for k, i in enumerate(ins[b]):
+                keep[b, r, k] = (i, j) in set(quads)
     e_groups = [[j for j, (_, c) in enumerate(tout) if c == e] for e in range(len(m_s))]
     return dict(tin_in=[d for d, _ in tin], tin_out=[b for _, b in tin], tout_in=[b for b, _ in tout],
                 tout_out=[c for _, c in tout], out=[tout[j][1] for _, j in quads], trip_in_to_quad=t_in,
-                trip_out_to_quad=[j for _, j in quads], pad_j=pad_j, pad_j_in=np.append(t_in, len(tin))[pad_j],
-                pad_e=_ref_pad(e_groups, len(m_s), np.arange(len(tout)), len(tout)))
+                trip_out_to_quad=[j for _, j in quads], pad_in=_ref_pad(ins, n_q, np.arange(len(tin)), len(tin)),
+                slot_main=slot_main, keep=keep,
+                pad_e=_ref_pad(e_groups, len(m_s), [slot[j] for j in range(len(tout))], n_q * m_max),
+                atom_main=np.searchsorted(m_d, np.arange(n + 1)), atom_qint=np.searchsorted(q_d, np.arange(n + 1)))
 
 
 @pytest.mark.parametrize("seed", range(6))
@@ -294,6 +308,6 @@ def test_index_sets_equal_simple_reference(seed):
         assert t.inp.tolist() == inp and t.out.tolist() == out and t.out_agg.tolist() == agg
         assert t.kmax == pad.shape[1] and np.array_equal(t.pad, pad) and np.array_equal(t.pad_in, pad_in)
     qd = quadruplets(*m, *q, n)
-    for name, want in _ref_quadruplets(*m, *q).items():
-        got, want = getattr(qd, name), np.asarray(want, dtype=np.int64)
-        assert got.dtype == np.int64 and np.array_equal(got, want), name  # same shape and values
+    for name, want in _ref_quadruplets(*m, *q, n).items():
+        got, want = getattr(qd, name), np.asarray(want, dtype=bool if name == "keep" else np.int64)
+        assert got.dtype == want.dtype and np.array_equal(got, want), name  # same shape and values

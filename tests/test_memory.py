@@ -43,10 +43,10 @@ def test_chunked_recomputed_path_equals_kept(basis, monkeypatch):
     model, g = _setup(basis)
     kept = _run(model, g)  # default thresholds: this small cell keeps everything
     chunks = []
-    real = interaction._quad_aggregate
-    monkeypatch.setattr(interaction, "_quad_aggregate", lambda *a: chunks.append(a[1].shape[0]) or real(*a))
+    real = interaction._slot_aggregate
+    monkeypatch.setattr(interaction, "_slot_aggregate", lambda *a: chunks.append(a[1].shape[0]) or real(*a))
     monkeypatch.setattr(layers, "RECOMPUTE_MIN_ELEMENTS", 0)
-    monkeypatch.setattr(layers, "CHUNK_ELEMENTS", 3000)  # a few hundred output triplets per chunk
+    monkeypatch.setattr(layers, "CHUNK_ELEMENTS", 3000)  # about one atom's qint edges per chunk
     assert not chunks
     forward = []
     chunked = _run(model, g, lambda: forward.extend(chunks))
@@ -89,8 +89,8 @@ def test_int32_quadruplet_indices_give_the_int64_results():
     import dataclasses
 
     model, g = _setup("smooth")
-    fields = [f.name for f in dataclasses.fields(g.quad)]
-    assert all(getattr(g.quad, n).dtype == torch.int32 for n in fields)
+    fields = [f.name for f in dataclasses.fields(g.quad) if f.name != "keep"]  # keep: a bool mask
+    assert all(getattr(g.quad, n).dtype == torch.int32 for n in fields) and g.quad.keep.dtype == torch.bool
     g64 = dataclasses.replace(g, quad=dataclasses.replace(g.quad, **{n: getattr(g.quad, n).long() for n in fields}))
 
     def energy_forces(batch):

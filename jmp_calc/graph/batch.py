@@ -150,7 +150,10 @@ def _as_long(x: np.ndarray) -> torch.Tensor:
 
 
 def _as_index(x: np.ndarray) -> torch.Tensor:
-    """int32 where the values fit (half the memory; every index op of the model accepts it), else int64."""
+    """int32 where the values fit (half the memory; every index op of the model accepts it), else int64; masks
+    stay bool."""
+    if x.dtype == np.bool_:
+        return torch.from_numpy(np.ascontiguousarray(x))
     if x.size == 0 or int(x.max()) < 2**31 - 1:
         return torch.from_numpy(np.ascontiguousarray(x, dtype=np.int32))
     return _as_long(x)

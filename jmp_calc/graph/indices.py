@@ -39,19 +39,27 @@ class Triplets:
 
 @dataclass
 class Quadruplets:
+    """Quadruplets d->b->a<-c, laid out per qint edge b->a for the aggregation (see QuadrupletInteraction).
+
+    Every output triplet c->a<-b of a qint edge b->a meets the same input triplets d->b->a (those of b->a), minus
+    the one with d == c: so the aggregation is one (M * ns, K) x (K, C) product per qint edge, over a dense
+    (Eq, M, K) grid of output slots (the output triplets of each qint edge, padded to M) and input slots (its
+    input triplets, padded to K), whose ``keep`` mask drops the d == c pairs and the padding.
+    """
+
     tin_in: np.ndarray  #: main edge d->b of each input triplet
-    tin_out: np.ndarray  #: qint edge b->a of each input triplet
+    tin_out: np.ndarray  #: qint edge b->a of each input triplet (sorted)
     tout_in: np.ndarray  #: qint edge b->a of each output triplet
-    tout_out: np.ndarray  #: main edge c->a of each output triplet
+    tout_out: np.ndarray  #: main edge c->a of each output triplet (sorted)
     out: np.ndarray  #: main edge c->a of each quadruplet (sorted)
-    trip_in_to_quad: np.ndarray
-    trip_out_to_quad: np.ndarray
-    #: slot tables for the factorised aggregation (see QuadrupletInteraction): quadruplets of each output
-    #: triplet (sentinel Q), the same slots as input triplets (sentinel T_in), output triplets of each main edge
-    #: (sentinel T_out)
-    pad_j: np.ndarray
-    pad_j_in: np.ndarray
-    pad_e: np.ndarray
+    trip_in_to_quad: np.ndarray  #: input triplet of each quadruplet
+    trip_out_to_quad: np.ndarray  #: output triplet of each quadruplet
+    pad_in: np.ndarray  #: (Eq, K) input triplets of each qint edge (sentinel T_in)
+    slot_main: np.ndarray  #: (Eq * M,) main edge c->a of each output slot (0 in padding slots: masked)
+    keep: np.ndarray  #: (Eq, M, K) bool: output slot m and input slot k of qint edge j form a quadruplet
+    pad_e: np.ndarray  #: (E, K_e) output slots (row j * M + m) of each main edge c->a (sentinel Eq * M)
+    atom_main: np.ndarray  #: (N + 1,) main edges ending at atom a: atom_main[a] .. atom_main[a + 1] - 1
+    atom_qint: np.ndarray  #: (N + 1,) the same for the qint edges
 
 
 def offset_keys(off: np.ndarray) -> np.ndarray:
@@ -157,23 +165,39 @@ def quadruplets(main_src, main_dst, main_off, q_src, q_dst, q_off, n_atoms: int)
         same &= qk[cand] == mk[:, None]
     tout_in, tout_counts = _compact(cand, keep & ~same)
     tout_out = _rows(tout_counts)
-    # join through the shared qint edge b->a: every input triplet of qint edge tout_in[j] (they are consecutive:
-    # tin_out is sorted), minus those with c == d (same atom; same image: the image of d seen from a is
+    # lay the output triplets out per qint edge: slot (j, m) = the m-th output triplet of qint edge j
+    n_q = len(q_src)
+    tin_counts_q = np.bincount(tin_out, minlength=n_q)
+    tout_counts_q = np.bincount(tout_in, minlength=n_q)
+    order = np.argsort(tout_in, kind="stable")  # output triplets grouped by qint edge, main-edge order inside
+    slot_t = np.append(order, len(tout_in))[group_table(tout_counts_q, len(tout_in))]  # (Eq, M), sentinel T_out
+    m_max = slot_t.shape[1]
+    pad_in = group_table(tin_counts_q, len(tin_in))  # (Eq, K): tin_out is sorted, so rows are consecutive ranges
+    used_out = slot_t < len(tout_in)
+    slot_main = np.where(used_out, np.append(tout_out, 0)[slot_t], 0)
+    # keep (j, m, k) unless padding or c == d (same atom; same image: the image of d seen from a is
     # offset(d->b) + offset(b->a), that of c is offset(c->a))
-    tin_starts = np.cumsum(tin_counts) - tin_counts
-    cand, keep = _candidates(tin_starts[tout_in], tin_counts[tout_in])
-    c_src = main_src[tout_out]
-    same = main_src[tin_in][cand] == c_src[:, None]
+    used_in = pad_in < len(tin_in)
+    d_atom = np.append(main_src[tin_in], -1)[pad_in]  # (Eq, K)
+    keep = used_out[:, :, None] & used_in[:, None, :]
+    same = d_atom[:, None, :] == main_src[slot_main][:, :, None]
     if periodic:
-        same &= (mk[tin_in] + qk[tin_out])[cand] == mk[tout_out][:, None]
-    trip_in_to_quad, per_tout = _compact(cand, keep & ~same)
+        d_key = np.append(mk[tin_in] + qk[tin_out], 0)[pad_in]
+        same &= d_key[:, None, :] == mk[slot_main][:, :, None]
+    keep &= ~same
+    # the quadruplets as lists, sorted by output triplet (main edge c->a), input triplets in order
+    rows = np.empty(len(tout_in), dtype=np.int64)
+    rows[slot_t[used_out]] = np.flatnonzero(used_out)
+    keep_t = keep.reshape(n_q * m_max, keep.shape[2])[rows]  # (T_out, K) in output-triplet order
+    trip_in_to_quad, per_tout = _compact(pad_in[tout_in], keep_t)
     trip_out_to_quad = _rows(per_tout)
     c_edge = np.repeat(tout_out, per_tout)
-    pad_j = group_table(per_tout, len(trip_in_to_quad))
-    pad_j_in = np.append(trip_in_to_quad, len(tin_in))[pad_j]
-    pad_e = group_table(np.bincount(tout_out, minlength=len(main_src)), len(tout_out))
+    # output slots of each main edge c->a (tout_out is sorted: its output triplets are consecutive)
+    pad_e = np.append(rows, n_q * m_max)[group_table(np.bincount(tout_out, minlength=len(main_src)), len(tout_out))]
+    atom_main = np.append(0, np.cumsum(np.bincount(main_dst, minlength=n_atoms)))
+    atom_qint = np.append(0, np.cumsum(np.bincount(q_dst, minlength=n_atoms)))
     return Quadruplets(tin_in, tin_out, tout_in, tout_out, c_edge, trip_in_to_quad, trip_out_to_quad,
-                       pad_j, pad_j_in, pad_e)
+                       pad_in, slot_main.reshape(-1), keep, pad_e, atom_main, atom_qint)
 
 
 def reverse_edges(src: np.ndarray, dst: np.ndarray, off: np.ndarray, n_atoms: int) -> np.ndarray:

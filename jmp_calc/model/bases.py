@@ -20,7 +20,7 @@ from torch import nn
 from . import layers
 from .layers import Dense, const, he_orthogonal_, recompute_wanted
 
-__all__ = ["GaussianRBF", "legendre_basis", "smooth_dihedral_padded", "legendre_outer_basis", "BasisEmbedding", "Bases",
+__all__ = ["GaussianRBF", "legendre_basis", "dihedral_slots", "legendre_outer_basis", "BasisEmbedding", "Bases",
            "QuadBasis"]
 
 
@@ -72,25 +72,19 @@ def smooth_dihedral_basis(u: torch.Tensor, w: torch.Tensor, num_spherical: int, 
     return _homogeneous_legendre(s, r2, num_spherical, dim)
 
 
-def _homogeneous_legendre(s: torch.Tensor, r2: torch.Tensor, num_spherical: int, dim: int) -> torch.Tensor:
+def _homogeneous_legendre(s: torch.Tensor, r2: torch.Tensor, num_spherical: int, dim: int,
+                          q0: torch.Tensor | None = None) -> torch.Tensor:
     """``sqrt((2l+1)/4pi) Q_l`` for l < num_spherical, stacked along ``dim``, from ``s = u.w`` and
-    ``r2 = |u|^2 |w|^2`` by the homogeneous Legendre recurrence (see :func:`smooth_dihedral_basis`)."""
-    q = [torch.ones_like(s)]
+    ``r2 = |u|^2 |w|^2`` by the homogeneous Legendre recurrence (see :func:`smooth_dihedral_basis`). ``q0``
+    (default ones): Q_0; a 0/1 mask there, with ``s`` masked too, zeroes every degree where it is 0 (each Q_l
+    is a sum of terms s Q_{l-1} and r2 Q_{l-2})."""
+    q = [torch.ones_like(s) if q0 is None else q0]
     if num_spherical > 1:
         q.append(s)
     for l in range(2, num_spherical):
         q.append((const(2.0 * l - 1, s) * s * q[l - 1] - const(l - 1.0, s) * r2 * q[l - 2]) / const(float(l), s))
     norms = [math.sqrt((2 * l + 1) / (4 * math.pi)) for l in range(num_spherical)]
     return torch.stack([const(n, s) * ql for n, ql in zip(norms, q)], dim=dim)
-
-
-def smooth_dihedral_padded(u: torch.Tensor, w: torch.Tensor, pad: torch.Tensor, num_spherical: int) -> torch.Tensor:
-    """:func:`smooth_dihedral_basis` of ``u`` (T, 3) against ``w`` (M, 3) gathered by a slot table ``pad`` (T, K)
-    (sentinel M: zero), in the padded layout (T, num_spherical, K): the same values bit for bit, but the dot
-    products run over (T, K) planes of the three components instead of (T, K, 3) tensors with an inner axis of 3
-    and a broadcast ``u`` (~1.6x faster forward + backward for GemNet-OC's quadruplets)."""
-    return _dihedral_planes(u, torch.cat([w, w.new_zeros(1, 3)]), torch.cat([(w * w).sum(-1), w.new_zeros(1)]),
-                            pad, num_spherical)
 
 
 def flat_index(pad: torch.Tensor) -> torch.Tensor:
@@ -106,16 +100,27 @@ def take(values: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
     return torch.index_select(values, 0, index.long())
 
 
-def _dihedral_planes(u: torch.Tensor, w_ext: torch.Tensor, w2_ext: torch.Tensor, pad: torch.Tensor,
-                     num_spherical: int) -> torch.Tensor:
-    """:func:`smooth_dihedral_padded` from ``w`` and ``|w|^2`` already extended by the sentinel's zero row."""
-    idx = flat_index(pad)
-    w2 = w2_ext.index_select(0, idx).reshape(pad.shape)  # (T, K)
-    wc = w_ext.T.index_select(1, idx).reshape((3,) + tuple(pad.shape))
-    uc = u.T[:, :, None]
-    s = uc[0] * wc[0] + uc[1] * wc[1] + uc[2] * wc[2]
-    r2 = (u * u).sum(-1)[:, None] * w2
-    return _homogeneous_legendre(s, r2, num_spherical, dim=1)
+def dihedral_slots(cross_ca: torch.Tensor, cross_db_ext: torch.Tensor, cross_db2_ext: torch.Tensor | None,
+                   pad_in: torch.Tensor, keep: torch.Tensor, num_spherical: int, smooth: bool) -> torch.Tensor:
+    """(Eq, M, ns, K) dihedral basis of the quadruplets on their per-qint-edge grid (see
+    :class:`~jmp_calc.graph.indices.Quadruplets`): ``cross_ca`` (Eq * M, 3) of the output slots, ``cross_db_ext``
+    (T_in + 1, 3) of the input triplets and the sentinel's zero row, gathered by ``pad_in`` (Eq, K); zero where
+    ``keep`` (Eq, M, K) is False. ``smooth``: :func:`smooth_dihedral_basis` (``cross_db2_ext``: the squared
+    norms, extended the same way), with its dot products on (Eq, M, K) planes of the three components; else the
+    Legendre basis of the angle. At kept slots both equal the per-quadruplet formulas bit for bit."""
+    n_q, m, k = keep.shape
+    idx = flat_index(pad_in)
+    u = cross_ca.reshape(n_q, m, 3)
+    mask = keep.to(cross_ca.dtype)
+    if smooth:
+        wc = cross_db_ext.T.index_select(1, idx).reshape(3, n_q, 1, k)
+        uc = u.permute(2, 0, 1)[..., None]  # (3, Eq, M, 1)
+        s = (uc[0] * wc[0] + uc[1] * wc[1] + uc[2] * wc[2]) * mask
+        r2 = (u * u).sum(-1)[:, :, None] * cross_db2_ext.index_select(0, idx).reshape(n_q, 1, k)
+        return _homogeneous_legendre(s, r2, num_spherical, dim=2, q0=mask)
+    w = cross_db_ext.index_select(0, idx).reshape(n_q, 1, k, 3).expand(n_q, m, k, 3)
+    y = legendre_basis(torch.cos(_angle(u[:, :, None, :].expand_as(w), w)), num_spherical, dim=2)
+    return y * mask[:, :, None, :]
 
 
 def legendre_outer_basis(cos_cab: torch.Tensor, angle_cabd: torch.Tensor, num_spherical: int) -> torch.Tensor:
@@ -136,7 +141,7 @@ def gather_padded(values: torch.Tensor, pad: torch.Tensor) -> torch.Tensor:
 @dataclass
 class QuadBasis:
     """The quadruplets' spherical basis, deferred: its two large factors (the radial weights (E, emb_sbf, ns^2)
-    and the dihedral basis (T_out, ns, K_j), ~150 kB per atom on bulk Cu) are built inside each chunk of the
+    and the dihedral basis (Eq, M, ns, K), ~150 kB per atom on bulk Cu) are built inside each chunk of the
     chunked, recomputed aggregation (:class:`~jmp_calc.model.interaction.QuadrupletInteraction`) from these
     small inputs, so they are neither kept for backward nor given full-size gradients. Used above the
     recomputation threshold; the same values as the kept ``(rad, y_cab, y_dih)`` tuple."""
@@ -144,21 +149,16 @@ class QuadBasis:
     rbf: torch.Tensor  #: (E, num_radial) radial basis of the main edges
     embed: BasisEmbedding  #: its projection to (E, emb_sbf, ns^2)
     y_cab: torch.Tensor  #: (E, ns, K_e) Legendre basis of the angle cab, padded per main edge
-    cross_ca: torch.Tensor  #: (T_out, 3) the output triplets' cross products
+    cross_ca: torch.Tensor  #: (Eq * M, 3) the output slots' cross products
     cross_db_ext: torch.Tensor  #: (T_in + 1, 3) the input triplets' cross products and the sentinel's zero row
     cross_db2_ext: torch.Tensor | None  #: (T_in + 1,) their squared norms (smooth basis only)
     num_spherical: int
     smooth: bool
 
     def dihedral(self, cross_ca: torch.Tensor, cross_db_ext: torch.Tensor, cross_db2_ext: torch.Tensor | None,
-                 pad: torch.Tensor) -> torch.Tensor:
-        """(rows, ns, K_j) dihedral basis of the output triplets ``cross_ca`` (rows, 3) and their slots ``pad``
-        (rows of ``pad_j_in``): what :class:`Bases` computes for all rows at once, row by row the same."""
-        if self.smooth:
-            return _dihedral_planes(cross_ca, cross_db_ext, cross_db2_ext, pad, self.num_spherical)
-        w = torch.index_select(cross_db_ext, 0, flat_index(pad)).reshape(tuple(pad.shape) + (3,))
-        u = cross_ca[:, None, :].expand_as(w)
-        return legendre_basis(torch.cos(_angle(u, w)), self.num_spherical, dim=1)
+                 pad_in: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:
+        """:func:`dihedral_slots` of a range of qint edges (``cross_ca``, ``pad_in``, ``keep``: its rows)."""
+        return dihedral_slots(cross_ca, cross_db_ext, cross_db2_ext, pad_in, keep, self.num_spherical, self.smooth)
 
 
 class BasisEmbedding(nn.Module):
@@ -213,7 +213,7 @@ class Bases(nn.Module):
         Above the recomputation threshold (large systems, a gradient recorded) the bases are recomputed in
         backward: only their outputs are held (by the interaction blocks), not the intermediates of the angle
         and Legendre computations, ~160 kB per atom on bulk Cu."""
-        if layers.BLOCK_RECOMPUTE and recompute_wanted(*geo["main"], size=g.quad.pad_j_in.numel() * self.num_spherical):
+        if layers.BLOCK_RECOMPUTE and recompute_wanted(*geo["main"], size=g.quad.keep.numel() * self.num_spherical):
             from torch.utils.checkpoint import checkpoint
 
             return checkpoint(self._forward, h, geo, g, use_reentrant=False)
@@ -240,46 +240,34 @@ class Bases(nn.Module):
             "cir": (rw, _padded_sph(legendre_basis(cos_cab, ns), t.pad)),
         }
 
-        # --- quadruplets d->b->a<-c
+        # --- quadruplets d->b->a<-c, on the per-qint-edge grid of output slots (Eq * M) and input slots
         q = g.quad
         v_ba = take(v_q, q.tin_out)
         v_db = take(v_main, q.tin_in)
         cos_abd = _cos(v_ba, v_db)
         cross_db = torch.cross(v_db, v_ba, dim=-1)  # (T_in, 3)
-        v_ca = take(v_main, q.tout_out)
-        v_ba2 = take(v_q, q.tout_in)
+        n_q, m = q.keep.shape[0], q.keep.shape[1]
+        v_ca = take(v_main, q.slot_main)  # (Eq * M, 3); padding slots see edge 0 and are masked
+        v_ba2 = v_q[:, None, :].expand(n_q, m, 3).reshape(n_q * m, 3)
         cos_cab_q = _cos(v_ca, v_ba2)
-        cross_ca = torch.cross(v_ca, v_ba2, dim=-1)  # (T_out, 3)
-        # the dihedral basis is evaluated directly in the padded layout the aggregation uses, (T_out, ns, K_j):
-        # slot k of output triplet j holds quadruplet pad_j[j, k], whose input triplet is pad_j_in[j, k]. Padding
-        # slots see a zero cross product; their basis values multiply zero inputs in QuadrupletInteraction and get
-        # zero gradients, so they change nothing (and no (Q, 3) / (Q, ns) copies are made)
-        def dihedral(cross_ca, cross_db):
-            if self.smooth_dihedral:
-                return smooth_dihedral_padded(cross_ca, cross_db, q.pad_j_in, ns)
-            w = gather_padded(cross_db, q.pad_j_in)  # (T_out, K_j, 3)
-            u = cross_ca[:, None, :].expand_as(w)
-            return legendre_basis(torch.cos(_angle(u, w)), ns, dim=1)
-
+        cross_ca = torch.cross(v_ca, v_ba2, dim=-1)  # (Eq * M, 3)
+        w_ext = torch.cat([cross_db, cross_db.new_zeros(1, 3)])
+        w2_ext = torch.cat([(cross_db * cross_db).sum(-1), cross_db.new_zeros(1)]) if self.smooth_dihedral else None
         # size: the basis itself, as the aggregations count their padded tensor (a 32-atom cell's, 0.8 M elements,
         # is kept: recomputing it cost ~5 ms of a ~100 ms call there). Above the threshold it is deferred to the
         # chunks of the quadruplet aggregation (QuadBasis), which rebuild it per block, forward and backward
-        size = q.pad_j_in.numel() * ns
-        deferred = recompute_wanted(cross_ca, cross_db, size=size)
-        if not deferred:
-            y_dih = dihedral(cross_ca, cross_db)  # (T_out, ns, K_j)
+        deferred = recompute_wanted(cross_ca, cross_db, size=q.keep.numel() * ns)
         rbf_q = self.rbf(d_q)
         cir_q = take(self.mlp_cbf_qint.radial(rbf_q), q.tin_out)  # (T_in, emb_cbf, ns)
         cir_q = (cir_q @ legendre_basis(cos_abd, ns)[:, :, None]).squeeze(-1)
         # The spherical basis is an outer product Y(cos cab) x Y(cos dihedral): keep the two factors apart
-        # (per output triplet and per quadruplet) instead of materialising (Q, ns^2); see QuadrupletInteraction.
+        # (per output slot and per quadruplet) instead of materialising (Q, ns^2); see QuadrupletInteraction.
         y_cab = _padded_sph(legendre_basis(cos_cab_q, ns), q.pad_e)  # (E, ns, K_e)
         if deferred:
-            w_ext = torch.cat([cross_db, cross_db.new_zeros(1, 3)])
-            w2_ext = torch.cat([(cross_db * cross_db).sum(-1), cross_db.new_zeros(1)]) if self.smooth_dihedral else None
             sph = QuadBasis(rbf_main, self.mlp_sbf_qint, y_cab, cross_ca, w_ext, w2_ext, ns, self.smooth_dihedral)
         else:
-            sph = (self.mlp_sbf_qint.radial(rbf_main), y_cab, y_dih)  # (E, emb_sbf, ns^2), (T_out, ns, K_j)
+            y_dih = dihedral_slots(cross_ca, w_ext, w2_ext, q.pad_in, q.keep, ns, self.smooth_dihedral)
+            sph = (self.mlp_sbf_qint.radial(rbf_main), y_cab, y_dih)  # (E, emb_sbf, ns^2), (Eq, M, ns, K)
         qint_b = {"rad": self.mlp_rbf_qint(rbf_main), "cir": cir_q, "sph": sph}
 
         # --- atom -> edge: a2ee2a edges b->a feeding main edges c->a

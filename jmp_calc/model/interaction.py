@@ -108,67 +108,64 @@ class QuadrupletInteraction(nn.Module):
         rad, y_cab, y_dih = bases["sph"]
 
         def aggregate(rad, y_cab, y_dih, x_db):
-            # sum over quadruplets q of edge e: Y_l1(cab_j) Y_l2(dih_q) x_q, factorised as
-            # sum_j Y_l1(cab_j) [sum_{q in j} Y_l2(dih_q) x_q]  (same math, ~4x fewer flops than (E, ns^2, K))
-            z = y_dih @ gather_padded(x_db, quad.pad_j_in)  # (T_out, ns, C)
-            ns, c = z.shape[1], z.shape[2]
-            zz = gather_padded(z.reshape(z.shape[0], ns * c), quad.pad_e)  # (E, K_e, ns*C)
-            sph_x = (y_cab @ zz).reshape(zz.shape[0], ns * ns, c)  # (E, ns^2, C), index l1*ns + l2
-            y = rad @ sph_x  # (E, emb_sbf, C)
-            return y.reshape(y.shape[0], y.shape[1] * y.shape[2])
+            return _slot_aggregate(rad, y_cab, y_dih, gather_padded(x_db, quad.pad_in), quad.pad_e)
 
         x = self.mlp_sbf.bilinear(recomputed(aggregate, rad, y_cab, y_dih, x_db,
-                                             size=quad.pad_j_in.numel() * x_db.shape[1]))
+                                             size=quad.keep.numel() * x_db.shape[1]))
         x = self.scale_sbf_sum(x, ref=lambda: x_db[quad.trip_in_to_quad])
         return _symmetric_up(self.up_projection_ca, self.up_projection_ac, x, id_swap)
 
 
-def _quad_aggregate(sph: QuadBasis, rbf, y_cab, cross_ca, cross_db_ext, cross_db2_ext, x_ext, pad_j_in, pad_e):
-    """The quadruplet aggregation of :meth:`QuadrupletInteraction.forward` for a range of main edges, with
-    the deferred basis built here: ``rbf``, ``y_cab``, ``pad_e`` (rows, .) of the edges (``pad_e`` renumbered
-    to the range's output triplets, sentinel = their count), ``cross_ca``, ``pad_j_in`` of those output
-    triplets; ``cross_db_ext``, ``cross_db2_ext``, ``x_ext``: every input triplet plus the sentinel's zero row."""
-    y_dih = sph.dihedral(cross_ca, cross_db_ext, cross_db2_ext, pad_j_in)  # (T_c, ns, K_j)
-    xg = torch.index_select(x_ext, 0, flat_index(pad_j_in)).reshape(tuple(pad_j_in.shape) + (x_ext.shape[1],))
-    z = y_dih @ xg  # (T_c, ns, C)
-    ns, c = z.shape[1], z.shape[2]
-    zz = gather_padded(z.reshape(z.shape[0], ns * c), pad_e)  # (E_c, K_e, ns*C)
-    sph_x = (y_cab @ zz).reshape(zz.shape[0], ns * ns, c)  # (E_c, ns^2, C)
-    y = sph.embed.radial(rbf) @ sph_x  # (E_c, emb_sbf, C)
+def _slot_aggregate(rad, y_cab, y_dih, x_in, pad_e):
+    """(E, emb_sbf * C): sum over the quadruplets q of each main edge e of Y_l1(cab_j) Y_l2(dih_q) x_q, factorised
+    as sum_j Y_l1(cab_j) [sum_{q in j} Y_l2(dih_q) x_q] (~4x fewer flops than an (E, ns^2, K) basis). The inner sum
+    runs per qint edge b->a, whose output triplets j all meet the same input triplets: one (M ns, K) x (K, C)
+    product per qint edge (``y_dih`` (Eq, M, ns, K), zero off the quadruplets; ``x_in`` (Eq, K, C)) instead of one
+    (ns, K) x (K, C) product per output triplet over K copies of the inputs. ``pad_e`` (E, K_e): the output slots
+    of each main edge, sentinel Eq * M; ``y_cab`` (E, ns, K_e); ``rad`` (E, emb_sbf, ns^2)."""
+    n_q, m, ns, k = y_dih.shape
+    c = x_in.shape[2]
+    z = y_dih.reshape(n_q, m * ns, k) @ x_in  # (Eq, M ns, C)
+    zz = gather_padded(z.reshape(n_q * m, ns * c), pad_e)  # (E, K_e, ns*C)
+    sph_x = (y_cab @ zz).reshape(zz.shape[0], ns * ns, c)  # (E, ns^2, C), index l1*ns + l2
+    y = rad @ sph_x  # (E, emb_sbf, C)
     return y.reshape(y.shape[0], y.shape[1] * y.shape[2])
 
 
 def _chunked_quad_aggregate(sph: QuadBasis, x_db: torch.Tensor, quad) -> torch.Tensor:
-    """(E, emb_sbf * C): :func:`_quad_aggregate` over consecutive ranges of main edges whose output triplets
-    (consecutive too: they are sorted by edge) hold about :data:`~jmp_calc.model.layers.CHUNK_ELEMENTS` padded
-    elements, each range recomputed in backward (its own checkpoint), so that neither the padded tensors nor
-    their gradients ever exist for the whole system. Row by row the same arithmetic as the unchunked path."""
-    n_out = quad.pad_j_in.shape[0]  # output triplets
-    per_edge = (quad.pad_e < n_out).sum(1)  # output triplets of each main edge
-    ends = torch.cumsum(per_edge, 0)  # end of each edge's triplet range
-    rows = max(1, layers.CHUNK_ELEMENTS // max(1, quad.pad_j_in.shape[1] * x_db.shape[1]))
-    n_edges = quad.pad_e.shape[0]
-    total = int(ends[-1]) if n_edges else 0
-    targets = torch.arange(rows, max(rows, total), rows, device=ends.device)  # (empty for a single chunk)
-    cuts = torch.searchsorted(ends, targets.to(ends.dtype), right=True)
-    e_bounds = [0] + sorted(set(int(c) for c in cuts.tolist()) - {0, n_edges}) + [n_edges]
-    t_bounds = [0] + [int(ends[e - 1]) if e else 0 for e in e_bounds[1:]]
+    """(E, emb_sbf * C): :func:`_slot_aggregate` over ranges of atoms a, each with its main edges c->a and qint
+    edges b->a (both consecutive: edges are sorted by target) and about
+    :data:`~jmp_calc.model.layers.CHUNK_ELEMENTS` padded elements, each range recomputed in backward (its own
+    checkpoint, building its own dihedral basis and radial weights), so that neither the padded tensors nor their
+    gradients ever exist for the whole system. Row by row the same arithmetic as the unchunked path."""
+    n_q, m, k = quad.keep.shape
+    n_atoms = quad.atom_qint.shape[0] - 1
+    ends = torch.cumsum(torch.diff(quad.atom_qint.long()), 0) * max(1, m * k * x_db.shape[1])
+    total = int(ends[-1]) if n_atoms else 0
+    step = layers.CHUNK_ELEMENTS
+    targets = torch.arange(step, max(step, total), step, device=ends.device)  # (empty for a single chunk)
+    cuts = torch.searchsorted(ends, targets, right=True)
+    a_bounds = [0] + sorted(set(int(c) for c in cuts.tolist()) - {0, n_atoms}) + [n_atoms]
+    q_bounds = [int(quad.atom_qint[a]) for a in a_bounds]
+    e_bounds = [int(quad.atom_main[a]) for a in a_bounds]
     e_sizes = [b - a for a, b in zip(e_bounds[:-1], e_bounds[1:])]
-    t_sizes = [b - a for a, b in zip(t_bounds[:-1], t_bounds[1:])]
     x_ext = torch.cat([x_db, x_db.new_zeros(1, x_db.shape[1])])
     # one split per input (one backward node gathering the chunks' gradients), not a slice per chunk
     rbf_c, ycab_c = sph.rbf.split(e_sizes), sph.y_cab.split(e_sizes)
-    cross_c = sph.cross_ca.split(t_sizes)
+    cross_c = sph.cross_ca.split([m * (b - a) for a, b in zip(q_bounds[:-1], q_bounds[1:])])
     out = []
-    for k in range(len(e_sizes)):
-        t0, t1, e0, e1 = t_bounds[k], t_bounds[k + 1], e_bounds[k], e_bounds[k + 1]
+    for i in range(len(e_sizes)):
+        q0, q1, e0, e1 = q_bounds[i], q_bounds[i + 1], e_bounds[i], e_bounds[i + 1]
         pad_e = quad.pad_e[e0:e1]
-        pad_e = torch.where(pad_e >= n_out, t1 - t0, pad_e - t0)  # the chunk's triplets, its own sentinel
+        pad_e = torch.where(pad_e >= n_q * m, (q1 - q0) * m, pad_e - q0 * m)  # the chunk's slots, its own sentinel
 
-        def fn(rbf, y_cab, cross_ca, cross_db_ext, cross_db2_ext, x_ext, pad_j_in=quad.pad_j_in[t0:t1], pad_e=pad_e):
-            return _quad_aggregate(sph, rbf, y_cab, cross_ca, cross_db_ext, cross_db2_ext, x_ext, pad_j_in, pad_e)
+        def fn(rbf, y_cab, cross_ca, cross_db_ext, cross_db2_ext, x_ext, pad_in=quad.pad_in[q0:q1],
+               keep=quad.keep[q0:q1], pad_e=pad_e):
+            y_dih = sph.dihedral(cross_ca, cross_db_ext, cross_db2_ext, pad_in, keep)  # (Eq_c, M, ns, K)
+            x_in = torch.index_select(x_ext, 0, flat_index(pad_in)).reshape(tuple(pad_in.shape) + (x_ext.shape[1],))
+            return _slot_aggregate(sph.embed.radial(rbf), y_cab, y_dih, x_in, pad_e)
 
-        out.append(recomputed(fn, rbf_c[k], ycab_c[k], cross_c[k], sph.cross_db_ext, sph.cross_db2_ext, x_ext,
+        out.append(recomputed(fn, rbf_c[i], ycab_c[i], cross_c[i], sph.cross_db_ext, sph.cross_db2_ext, x_ext,
                               force=True))
     return out[0] if len(out) == 1 else torch.cat(out)
 
