@@ -259,6 +259,9 @@ def _ref_triplets(i_s, i_d, i_o, o_s, o_d, o_o):
     return inp, out, agg, pad, np.append(np.array(inp, dtype=np.int64), len(i_s))[pad]
 
 
+from jmp_calc.graph.indices import tile_rows  # noqa: E402
+
+
 def _ref_quadruplets(m_s, m_d, m_o, q_s, q_d, q_o, n):
     tin = [(d, b) for b in range(len(q_s)) for d in range(len(m_s))
            if m_d[d] == q_s[b] and not (m_s[d] == q_d[b] and not np.any(m_o[d] + q_o[b]))]
@@ -271,26 +274,30 @@ def _ref_quadruplets(m_s, m_d, m_o, q_s, q_d, q_o, n):
         groups.append(list(range(len(quads), len(quads) + len(mine))))
         quads += [(i, j) for i in mine]
     t_in = np.array([i for i, _ in quads], dtype=np.int64)
-    # the per-qint-edge grid: output slots (output triplets of each qint edge) x input slots (its input triplets)
+    # the grid: rows = tiles of up to mt output triplets of one qint edge (output slots) x its input triplets
     n_q = len(q_s)
     ins = [[i for i, (_, b2) in enumerate(tin) if b2 == b] for b in range(n_q)]
     outs = [[j for j, (b2, _) in enumerate(tout) if b2 == b] for b in range(n_q)]
-    m_max = max([len(o) for o in outs] + [0])
-    slot = {j: b * m_max + r for b in range(n_q) for r, j in enumerate(outs[b])}
-    slot_main = np.zeros(n_q * m_max, dtype=np.int64)
-    keep = np.zeros((n_q, m_max, max([len(i) for i in ins] + [0])), dtype=bool)
-    for b in range(n_q):
-        for r, j in enumerate(outs[b]):
-            slot_main[b * m_max + r] = tout[j][1]
-            for k, i in enumerate(ins[b]):
-                keep[b, r, k] = (i, j) in set(quads)
+    mt = tile_rows(np.array([len(o) for o in outs], dtype=np.int64), max([len(i) for i in ins] + [0]))
+    tiles = [(b, o[t:t + mt]) for b, o in enumerate(outs) for t in range(0, len(o), mt)]
+    m_max = max([len(o) for _, o in tiles] + [0])
+    slot = {j: r * m_max + i for r, (_, o) in enumerate(tiles) for i, j in enumerate(o)}
+    slot_main = np.zeros(len(tiles) * m_max, dtype=np.int64)
+    keep = np.zeros((len(tiles), m_max, max([len(i) for i in ins] + [0])), dtype=bool)
+    for r, (b, o) in enumerate(tiles):
+        for i, j in enumerate(o):
+            slot_main[r * m_max + i] = tout[j][1]
+            for k, i_in in enumerate(ins[b]):
+                keep[r, i, k] = (i_in, j) in set(quads)
+    pad_in = _ref_pad(ins, n_q, np.arange(len(tin)), len(tin))[[b for b, _ in tiles]].reshape(len(tiles), -1)
+    atom_rows = np.searchsorted(np.array([q_d[b] for b, _ in tiles], dtype=np.int64), np.arange(n + 1))
     e_groups = [[j for j, (_, c) in enumerate(tout) if c == e] for e in range(len(m_s))]
     return dict(tin_in=[d for d, _ in tin], tin_out=[b for _, b in tin], tout_in=[b for b, _ in tout],
                 tout_out=[c for _, c in tout], out=[tout[j][1] for _, j in quads], trip_in_to_quad=t_in,
-                trip_out_to_quad=[j for _, j in quads], pad_in=_ref_pad(ins, n_q, np.arange(len(tin)), len(tin)),
+                trip_out_to_quad=[j for _, j in quads], row_qint=[b for b, _ in tiles], pad_in=pad_in,
                 slot_main=slot_main, keep=keep,
-                pad_e=_ref_pad(e_groups, len(m_s), [slot[j] for j in range(len(tout))], n_q * m_max),
-                atom_main=np.searchsorted(m_d, np.arange(n + 1)), atom_qint=np.searchsorted(q_d, np.arange(n + 1)))
+                pad_e=_ref_pad(e_groups, len(m_s), [slot[j] for j in range(len(tout))], len(tiles) * m_max),
+                atom_main=np.searchsorted(m_d, np.arange(n + 1)), atom_rows=atom_rows)
 
 
 @pytest.mark.parametrize("seed", range(6))
@@ -311,3 +318,19 @@ def test_index_sets_equal_simple_reference(seed):
     for name, want in _ref_quadruplets(*m, *q, n).items():
         got, want = getattr(qd, name), np.asarray(want, dtype=bool if name == "keep" else np.int64)
         assert got.dtype == want.dtype and np.array_equal(got, want), name  # same shape and values
+
+
+def test_tile_rows_pads_uneven_degrees_less():
+    """Even degrees (bulk) keep one grid row per qint edge; a few high-degree qint edges among many low-degree ones
+    are split into tiles instead of padding every row to the largest, and the padded grid shrinks."""
+    from jmp_calc.graph.indices import TILE_OVERHEAD
+
+    assert tile_rows(np.full(384, 17), 17) == 17
+    assert tile_rows(np.zeros(3, dtype=np.int64), 0) == 1
+    counts = np.array([18] * 10 + [3] * 100)
+    t = tile_rows(counts, 18)
+
+    def grid(t):
+        return int((-(-counts // t) * (t * 18 + TILE_OVERHEAD)).sum())
+
+    assert t < 18 and grid(t) < grid(18)

@@ -221,6 +221,22 @@ def test_evaluate_and_publish_dry_run(data, pretrained, tmp_path):
     assert "license:" in (stage / "README.md").read_text()
 
 
+def test_evaluate_leaves_out_frames_above_max_abs_force(data, pretrained, tmp_path, capsys):
+    """``training.evaluate --max-abs-force`` scores only the frames a dataset's ``max_abs_force`` would train on."""
+    from ase.io import read
+
+    from training.evaluate import main
+
+    frames = read(data / "bulk_val.extxyz", ":")
+    fmax = sorted(float(np.linalg.norm(a.get_forces(), axis=1).max()) for a in frames)
+    cut = 0.5 * (fmax[2] + fmax[3])  # three frames above
+    assert main([str(pretrained), str(data / "bulk_val.extxyz"), "--head", "bulk", "--out", str(tmp_path / "ev"),
+                 "--max-abs-force", str(cut)]) == 0
+    assert f"3 of {len(frames)} structures left out" in capsys.readouterr().out
+    report = json.loads((tmp_path / "ev" / "test_metrics.json").read_text())
+    assert report["energy"]["n"] == len(frames) - 3
+
+
 def test_publish_uploads_with_the_hub_api(pretrained):
     from training.publish import publish
 

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 
 __all__ = ["Triplets", "Quadruplets", "csr_starts", "ragged_arange", "inner_index", "group_table", "triplets",
-           "quadruplets", "reverse_edges"]
+           "quadruplets", "reverse_edges", "tile_rows"]
 
 
 @dataclass
@@ -42,9 +42,10 @@ class Quadruplets:
     """Quadruplets d->b->a<-c, laid out per qint edge b->a for the aggregation (see QuadrupletInteraction).
 
     Every output triplet c->a<-b of a qint edge b->a meets the same input triplets d->b->a (those of b->a), minus
-    the one with d == c: so the aggregation is one (M * ns, K) x (K, C) product per qint edge, over a dense
-    (Eq, M, K) grid of output slots (the output triplets of each qint edge, padded to M) and input slots (its
-    input triplets, padded to K), whose ``keep`` mask drops the d == c pairs and the padding.
+    the one with d == c: so the aggregation is one (M * ns, K) x (K, C) product per grid row, over a dense
+    (R, M, K) grid of output slots and input slots. A row holds up to M output triplets of one qint edge (a tile:
+    all of them where degrees are even, see :func:`tile_rows`) and its K input triplets (padded); the ``keep``
+    mask drops the d == c pairs and the padding. Rows are ordered by qint edge, so by target atom.
     """
 
     tin_in: np.ndarray  #: main edge d->b of each input triplet
@@ -54,12 +55,13 @@ class Quadruplets:
     out: np.ndarray  #: main edge c->a of each quadruplet (sorted)
     trip_in_to_quad: np.ndarray  #: input triplet of each quadruplet
     trip_out_to_quad: np.ndarray  #: output triplet of each quadruplet
-    pad_in: np.ndarray  #: (Eq, K) input triplets of each qint edge (sentinel T_in)
-    slot_main: np.ndarray  #: (Eq * M,) main edge c->a of each output slot (0 in padding slots: masked)
-    keep: np.ndarray  #: (Eq, M, K) bool: output slot m and input slot k of qint edge j form a quadruplet
-    pad_e: np.ndarray  #: (E, K_e) output slots (row j * M + m) of each main edge c->a (sentinel Eq * M)
+    row_qint: np.ndarray  #: (R,) qint edge b->a of each grid row
+    pad_in: np.ndarray  #: (R, K) input triplets of each row's qint edge (sentinel T_in)
+    slot_main: np.ndarray  #: (R * M,) main edge c->a of each output slot (0 in padding slots: masked)
+    keep: np.ndarray  #: (R, M, K) bool: output slot m and input slot k of row r form a quadruplet
+    pad_e: np.ndarray  #: (E, K_e) output slots (r * M + m) of each main edge c->a (sentinel R * M)
     atom_main: np.ndarray  #: (N + 1,) main edges ending at atom a: atom_main[a] .. atom_main[a + 1] - 1
-    atom_qint: np.ndarray  #: (N + 1,) the same for the qint edges
+    atom_rows: np.ndarray  #: (N + 1,) the same for the grid rows (of the qint edges ending at a)
 
 
 def offset_keys(off: np.ndarray) -> np.ndarray:
@@ -165,14 +167,20 @@ def quadruplets(main_src, main_dst, main_off, q_src, q_dst, q_off, n_atoms: int)
         same &= qk[cand] == mk[:, None]
     tout_in, tout_counts = _compact(cand, keep & ~same)
     tout_out = _rows(tout_counts)
-    # lay the output triplets out per qint edge: slot (j, m) = the m-th output triplet of qint edge j
+    # lay the output triplets out per qint edge, in tiles of up to `mt` of them: grid row r = one tile of qint
+    # edge row_qint[r], slot (r, m) = its m-th output triplet (one tile per qint edge where degrees are even)
     n_q = len(q_src)
     tin_counts_q = np.bincount(tin_out, minlength=n_q)
     tout_counts_q = np.bincount(tout_in, minlength=n_q)
-    order = np.argsort(tout_in, kind="stable")  # output triplets grouped by qint edge, main-edge order inside
-    slot_t = np.append(order, len(tout_in))[group_table(tout_counts_q, len(tout_in))]  # (Eq, M), sentinel T_out
+    mt = tile_rows(tout_counts_q, int(tin_counts_q.max()) if n_q else 0)
+    tiles_q = -(-tout_counts_q // mt)
+    row_qint = np.repeat(np.arange(n_q, dtype=np.int64), tiles_q)  # (R,)
+    tile_counts = np.minimum(mt, tout_counts_q[row_qint] - ragged_arange(tiles_q) * mt)
+    order = np.argsort(tout_in, kind="stable")  # output triplets grouped by qint edge (so by tile), main-edge order
+    slot_t = np.append(order, len(tout_in))[group_table(tile_counts, len(tout_in))]  # (R, M), sentinel T_out
     m_max = slot_t.shape[1]
-    pad_in = group_table(tin_counts_q, len(tin_in))  # (Eq, K): tin_out is sorted, so rows are consecutive ranges
+    # (R, K): the input triplets of each row's qint edge (tin_out is sorted: consecutive ranges)
+    pad_in = group_table(tin_counts_q, len(tin_in))[row_qint]
     used_out = slot_t < len(tout_in)
     slot_main = np.where(used_out, np.append(tout_out, 0)[slot_t], 0)
     # keep (j, m, k) unless padding or c == d (same atom; same image: the image of d seen from a is
@@ -188,16 +196,36 @@ def quadruplets(main_src, main_dst, main_off, q_src, q_dst, q_off, n_atoms: int)
     # the quadruplets as lists, sorted by output triplet (main edge c->a), input triplets in order
     rows = np.empty(len(tout_in), dtype=np.int64)
     rows[slot_t[used_out]] = np.flatnonzero(used_out)
-    keep_t = keep.reshape(n_q * m_max, keep.shape[2])[rows]  # (T_out, K) in output-triplet order
-    trip_in_to_quad, per_tout = _compact(pad_in[tout_in], keep_t)
+    keep_t = keep.reshape(len(row_qint) * m_max, keep.shape[2])[rows]  # (T_out, K) in output-triplet order
+    trip_in_to_quad, per_tout = _compact(pad_in[rows // max(m_max, 1)], keep_t)
     trip_out_to_quad = _rows(per_tout)
     c_edge = np.repeat(tout_out, per_tout)
     # output slots of each main edge c->a (tout_out is sorted: its output triplets are consecutive)
-    pad_e = np.append(rows, n_q * m_max)[group_table(np.bincount(tout_out, minlength=len(main_src)), len(tout_out))]
+    n_slots = len(row_qint) * m_max
+    pad_e = np.append(rows, n_slots)[group_table(np.bincount(tout_out, minlength=len(main_src)), len(tout_out))]
     atom_main = np.append(0, np.cumsum(np.bincount(main_dst, minlength=n_atoms)))
-    atom_qint = np.append(0, np.cumsum(np.bincount(q_dst, minlength=n_atoms)))
+    atom_rows = np.append(0, np.cumsum(np.bincount(q_dst, weights=tiles_q, minlength=n_atoms))).astype(np.int64)
     return Quadruplets(tin_in, tin_out, tout_in, tout_out, c_edge, trip_in_to_quad, trip_out_to_quad,
-                       pad_in, slot_main.reshape(-1), keep, pad_e, atom_main, atom_qint)
+                       row_qint, pad_in, slot_main.reshape(-1), keep, pad_e, atom_main, atom_rows)
+
+
+#: the cost of one more (M ns, K) x (K, C) product of the quadruplet aggregation (per-matrix overhead of the
+#: batched matmuls, forward and backward), in padded (m, k) grid elements (each ~ns * 10 flops of dihedral basis)
+TILE_OVERHEAD = 48
+
+
+def tile_rows(counts: np.ndarray, k: int) -> int:
+    """Output triplets per grid row: the tile size t minimising sum_j ceil(M_j / t) (t k + TILE_OVERHEAD) over the
+    qint edges' output counts M_j (ties: the larger t). Even degrees (bulk) give t = max M_j, one row per qint
+    edge; a batch of molecules with uneven degrees gets smaller tiles instead of rows padded to the largest."""
+    freq = np.bincount(counts)
+    values = np.flatnonzero(freq)
+    values = values[values > 0]
+    if not len(values):
+        return 1
+    t = np.arange(1, int(values.max()) + 1)
+    cost = (freq[values, None] * -(-values[:, None] // t) * (t * k + TILE_OVERHEAD)).sum(0)
+    return int(t[len(t) - 1 - np.argmin(cost[::-1])])
 
 
 def reverse_edges(src: np.ndarray, dst: np.ndarray, off: np.ndarray, n_atoms: int) -> np.ndarray:

@@ -102,11 +102,11 @@ def take(values: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
 
 def dihedral_slots(cross_ca: torch.Tensor, cross_db_ext: torch.Tensor, cross_db2_ext: torch.Tensor | None,
                    pad_in: torch.Tensor, keep: torch.Tensor, num_spherical: int, smooth: bool) -> torch.Tensor:
-    """(Eq, M, ns, K) dihedral basis of the quadruplets on their per-qint-edge grid (see
-    :class:`~jmp_calc.graph.indices.Quadruplets`): ``cross_ca`` (Eq * M, 3) of the output slots, ``cross_db_ext``
-    (T_in + 1, 3) of the input triplets and the sentinel's zero row, gathered by ``pad_in`` (Eq, K); zero where
-    ``keep`` (Eq, M, K) is False. ``smooth``: :func:`smooth_dihedral_basis` (``cross_db2_ext``: the squared
-    norms, extended the same way), with its dot products on (Eq, M, K) planes of the three components; else the
+    """(R, M, ns, K) dihedral basis of the quadruplets on their grid of rows (tiles of qint edges) (see
+    :class:`~jmp_calc.graph.indices.Quadruplets`): ``cross_ca`` (R * M, 3) of the output slots, ``cross_db_ext``
+    (T_in + 1, 3) of the input triplets and the sentinel's zero row, gathered by ``pad_in`` (R, K); zero where
+    ``keep`` (R, M, K) is False. ``smooth``: :func:`smooth_dihedral_basis` (``cross_db2_ext``: the squared
+    norms, extended the same way), with its dot products on (R, M, K) planes of the three components; else the
     Legendre basis of the angle. At kept slots both equal the per-quadruplet formulas bit for bit."""
     n_q, m, k = keep.shape
     idx = flat_index(pad_in)
@@ -114,7 +114,7 @@ def dihedral_slots(cross_ca: torch.Tensor, cross_db_ext: torch.Tensor, cross_db2
     mask = keep.to(cross_ca.dtype)
     if smooth:
         wc = cross_db_ext.T.index_select(1, idx).reshape(3, n_q, 1, k)
-        uc = u.permute(2, 0, 1)[..., None]  # (3, Eq, M, 1)
+        uc = u.permute(2, 0, 1)[..., None]  # (3, R, M, 1)
         s = (uc[0] * wc[0] + uc[1] * wc[1] + uc[2] * wc[2]) * mask
         r2 = (u * u).sum(-1)[:, :, None] * cross_db2_ext.index_select(0, idx).reshape(n_q, 1, k)
         return _homogeneous_legendre(s, r2, num_spherical, dim=2, q0=mask)
@@ -141,7 +141,7 @@ def gather_padded(values: torch.Tensor, pad: torch.Tensor) -> torch.Tensor:
 @dataclass
 class QuadBasis:
     """The quadruplets' spherical basis, deferred: its two large factors (the radial weights (E, emb_sbf, ns^2)
-    and the dihedral basis (Eq, M, ns, K), ~150 kB per atom on bulk Cu) are built inside each chunk of the
+    and the dihedral basis (R, M, ns, K), ~150 kB per atom on bulk Cu) are built inside each chunk of the
     chunked, recomputed aggregation (:class:`~jmp_calc.model.interaction.QuadrupletInteraction`) from these
     small inputs, so they are neither kept for backward nor given full-size gradients. Used above the
     recomputation threshold; the same values as the kept ``(rad, y_cab, y_dih)`` tuple."""
@@ -149,7 +149,7 @@ class QuadBasis:
     rbf: torch.Tensor  #: (E, num_radial) radial basis of the main edges
     embed: BasisEmbedding  #: its projection to (E, emb_sbf, ns^2)
     y_cab: torch.Tensor  #: (E, ns, K_e) Legendre basis of the angle cab, padded per main edge
-    cross_ca: torch.Tensor  #: (Eq * M, 3) the output slots' cross products
+    cross_ca: torch.Tensor  #: (R * M, 3) the output slots' cross products
     cross_db_ext: torch.Tensor  #: (T_in + 1, 3) the input triplets' cross products and the sentinel's zero row
     cross_db2_ext: torch.Tensor | None  #: (T_in + 1,) their squared norms (smooth basis only)
     num_spherical: int
@@ -240,17 +240,17 @@ class Bases(nn.Module):
             "cir": (rw, _padded_sph(legendre_basis(cos_cab, ns), t.pad)),
         }
 
-        # --- quadruplets d->b->a<-c, on the per-qint-edge grid of output slots (Eq * M) and input slots
+        # --- quadruplets d->b->a<-c, on the grid of output slots (R * M, tiles of qint edges) and input slots
         q = g.quad
         v_ba = take(v_q, q.tin_out)
         v_db = take(v_main, q.tin_in)
         cos_abd = _cos(v_ba, v_db)
         cross_db = torch.cross(v_db, v_ba, dim=-1)  # (T_in, 3)
         n_q, m = q.keep.shape[0], q.keep.shape[1]
-        v_ca = take(v_main, q.slot_main)  # (Eq * M, 3); padding slots see edge 0 and are masked
-        v_ba2 = v_q[:, None, :].expand(n_q, m, 3).reshape(n_q * m, 3)
+        v_ca = take(v_main, q.slot_main)  # (R * M, 3); padding slots see edge 0 and are masked
+        v_ba2 = take(v_q, q.row_qint)[:, None, :].expand(n_q, m, 3).reshape(n_q * m, 3)
         cos_cab_q = _cos(v_ca, v_ba2)
-        cross_ca = torch.cross(v_ca, v_ba2, dim=-1)  # (Eq * M, 3)
+        cross_ca = torch.cross(v_ca, v_ba2, dim=-1)  # (R * M, 3)
         w_ext = torch.cat([cross_db, cross_db.new_zeros(1, 3)])
         w2_ext = torch.cat([(cross_db * cross_db).sum(-1), cross_db.new_zeros(1)]) if self.smooth_dihedral else None
         # size: the basis itself, as the aggregations count their padded tensor (a 32-atom cell's, 0.8 M elements,
@@ -267,7 +267,7 @@ class Bases(nn.Module):
             sph = QuadBasis(rbf_main, self.mlp_sbf_qint, y_cab, cross_ca, w_ext, w2_ext, ns, self.smooth_dihedral)
         else:
             y_dih = dihedral_slots(cross_ca, w_ext, w2_ext, q.pad_in, q.keep, ns, self.smooth_dihedral)
-            sph = (self.mlp_sbf_qint.radial(rbf_main), y_cab, y_dih)  # (E, emb_sbf, ns^2), (Eq, M, ns, K)
+            sph = (self.mlp_sbf_qint.radial(rbf_main), y_cab, y_dih)  # (E, emb_sbf, ns^2), (R, M, ns, K)
         qint_b = {"rad": self.mlp_rbf_qint(rbf_main), "cir": cir_q, "sph": sph}
 
         # --- atom -> edge: a2ee2a edges b->a feeding main edges c->a

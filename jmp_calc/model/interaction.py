@@ -120,12 +120,13 @@ def _slot_aggregate(rad, y_cab, y_dih, x_in, pad_e):
     """(E, emb_sbf * C): sum over the quadruplets q of each main edge e of Y_l1(cab_j) Y_l2(dih_q) x_q, factorised
     as sum_j Y_l1(cab_j) [sum_{q in j} Y_l2(dih_q) x_q] (~4x fewer flops than an (E, ns^2, K) basis). The inner sum
     runs per qint edge b->a, whose output triplets j all meet the same input triplets: one (M ns, K) x (K, C)
-    product per qint edge (``y_dih`` (Eq, M, ns, K), zero off the quadruplets; ``x_in`` (Eq, K, C)) instead of one
-    (ns, K) x (K, C) product per output triplet over K copies of the inputs. ``pad_e`` (E, K_e): the output slots
-    of each main edge, sentinel Eq * M; ``y_cab`` (E, ns, K_e); ``rad`` (E, emb_sbf, ns^2)."""
+    product per grid row (a tile of a qint edge's output triplets; ``y_dih`` (R, M, ns, K), zero off the
+    quadruplets; ``x_in`` (R, K, C)) instead of one (ns, K) x (K, C) product per output triplet over K copies of
+    the inputs. ``pad_e`` (E, K_e): the output slots of each main edge, sentinel R * M; ``y_cab`` (E, ns, K_e);
+    ``rad`` (E, emb_sbf, ns^2)."""
     n_q, m, ns, k = y_dih.shape
     c = x_in.shape[2]
-    z = y_dih.reshape(n_q, m * ns, k) @ x_in  # (Eq, M ns, C)
+    z = y_dih.reshape(n_q, m * ns, k) @ x_in  # (R, M ns, C)
     zz = gather_padded(z.reshape(n_q * m, ns * c), pad_e)  # (E, K_e, ns*C)
     sph_x = (y_cab @ zz).reshape(zz.shape[0], ns * ns, c)  # (E, ns^2, C), index l1*ns + l2
     y = rad @ sph_x  # (E, emb_sbf, C)
@@ -133,20 +134,20 @@ def _slot_aggregate(rad, y_cab, y_dih, x_in, pad_e):
 
 
 def _chunked_quad_aggregate(sph: QuadBasis, x_db: torch.Tensor, quad) -> torch.Tensor:
-    """(E, emb_sbf * C): :func:`_slot_aggregate` over ranges of atoms a, each with its main edges c->a and qint
-    edges b->a (both consecutive: edges are sorted by target) and about
+    """(E, emb_sbf * C): :func:`_slot_aggregate` over ranges of atoms a, each with its main edges c->a and the grid
+    rows of its qint edges b->a (both consecutive: edges are sorted by target) and about
     :data:`~jmp_calc.model.layers.CHUNK_ELEMENTS` padded elements, each range recomputed in backward (its own
     checkpoint, building its own dihedral basis and radial weights), so that neither the padded tensors nor their
     gradients ever exist for the whole system. Row by row the same arithmetic as the unchunked path."""
     n_q, m, k = quad.keep.shape
-    n_atoms = quad.atom_qint.shape[0] - 1
-    ends = torch.cumsum(torch.diff(quad.atom_qint.long()), 0) * max(1, m * k * x_db.shape[1])
+    n_atoms = quad.atom_rows.shape[0] - 1
+    ends = torch.cumsum(torch.diff(quad.atom_rows.long()), 0) * max(1, m * k * x_db.shape[1])
     total = int(ends[-1]) if n_atoms else 0
     step = layers.CHUNK_ELEMENTS
     targets = torch.arange(step, max(step, total), step, device=ends.device)  # (empty for a single chunk)
     cuts = torch.searchsorted(ends, targets, right=True)
     a_bounds = [0] + sorted(set(int(c) for c in cuts.tolist()) - {0, n_atoms}) + [n_atoms]
-    q_bounds = [int(quad.atom_qint[a]) for a in a_bounds]
+    q_bounds = [int(quad.atom_rows[a]) for a in a_bounds]
     e_bounds = [int(quad.atom_main[a]) for a in a_bounds]
     e_sizes = [b - a for a, b in zip(e_bounds[:-1], e_bounds[1:])]
     x_ext = torch.cat([x_db, x_db.new_zeros(1, x_db.shape[1])])
@@ -161,7 +162,7 @@ def _chunked_quad_aggregate(sph: QuadBasis, x_db: torch.Tensor, quad) -> torch.T
 
         def fn(rbf, y_cab, cross_ca, cross_db_ext, cross_db2_ext, x_ext, pad_in=quad.pad_in[q0:q1],
                keep=quad.keep[q0:q1], pad_e=pad_e):
-            y_dih = sph.dihedral(cross_ca, cross_db_ext, cross_db2_ext, pad_in, keep)  # (Eq_c, M, ns, K)
+            y_dih = sph.dihedral(cross_ca, cross_db_ext, cross_db2_ext, pad_in, keep)  # (R_c, M, ns, K)
             x_in = torch.index_select(x_ext, 0, flat_index(pad_in)).reshape(tuple(pad_in.shape) + (x_ext.shape[1],))
             return _slot_aggregate(sph.embed.radial(rbf), y_cab, y_dih, x_in, pad_e)
 
