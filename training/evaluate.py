@@ -128,13 +128,21 @@ def main(argv=None) -> int:
                     "./eval-NAME for a registry name or a model shipped in the package)")
     ap.add_argument("--batch-size", type=int, default=16)
     ap.add_argument("--device", default="auto")
+    ap.add_argument("--max-abs-force", type=float, default=None, metavar="EV_PER_A",
+                    help="leave out structures whose largest per-atom force norm exceeds this (as a dataset's "
+                         "max_abs_force drops them from training), and say how many")
     args = ap.parse_args(argv)
     from jmp_calc.io import CheckpointError
 
     from .data import read_dataset
+    from .data.base import drop_large_forces
 
     try:
         samples = read_dataset(args.test, format=args.format)
+        if args.max_abs_force is not None:
+            n = len(samples)
+            samples, _ = drop_large_forces(samples, args.max_abs_force)
+            print(f"max_abs_force {args.max_abs_force:g} eV/A: {n - len(samples)} of {n} structures left out")
         out = Path(args.out) if args.out else default_out(args.model)
         report = evaluate_model(args.model, samples, out=out, head=args.head, batch_size=args.batch_size,
                                 device=args.device)

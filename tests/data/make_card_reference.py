@@ -12,7 +12,9 @@ same command with the new ``jmp_calc/models/jmp-mini-s`` copied into OLD, only t
 out equal to ~1e-15 and were kept as they were). The ``0/...`` entries (``jmp-mini-general``) were remade the
 same way on 2026-12-03 when the v5 default model (configs/mini_general_v5.yaml) replaced the v1 one, and the
 ``3/...`` entries again later that day when ``jmp-mini-s`` became the backbone with the conservative-force tail
-(configs/mini_s_v2_cons.yaml); every shipped model of this tree copied into OLD, the other entries equal.
+(configs/mini_s_v2_cons.yaml); every shipped model of this tree copied into OLD, the other entries equal. The
+``0/...`` entries again on 2026-12-06 for the v8 default model (configs/mini_general_v8.yaml); OLD's quadruplet
+layout is the one per output triplet, so the test also checks the per-qint-edge layout against it.
 """
 import sys
 import warnings
