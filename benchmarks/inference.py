@@ -134,7 +134,14 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--reps", type=int, default=5)
     ap.add_argument("--threads", type=int, nargs="+", default=[1, 2])
+    ap.add_argument("--recompute-min-elements", type=int, default=None, metavar="N",
+                    help="our activation-recomputation threshold (jmp_calc.model.layers.set_recompute_min_elements; "
+                         "default 2**21: the JMP-S slab's -dE/dx recomputes its blocks in backward)")
     args = ap.parse_args()
+    if args.recompute_min_elements is not None:
+        from jmp_calc.model.layers import set_recompute_min_elements
+
+        set_recompute_min_elements(args.recompute_min_elements)
     with_ref = bool(os.environ.get("JMP_SRC"))
     if with_ref:
         sys.path.insert(0, str(ROOT.parent / "shared" / "reference"))
