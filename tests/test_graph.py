@@ -10,7 +10,7 @@ from ase.neighborlist import neighbor_list as ase_neighbor_list
 
 from jmp_calc.config import GraphConfig
 from jmp_calc.graph import build_structure_graphs, collate, neighbor_list
-from jmp_calc.graph.indices import quadruplets, reverse_edges, triplets
+from jmp_calc.graph.indices import quadruplets, reverse_edges, tile_rows, triplets
 
 
 def _edge_set(src, dst, off, d=None):
@@ -259,9 +259,6 @@ def _ref_triplets(i_s, i_d, i_o, o_s, o_d, o_o):
     return inp, out, agg, pad, np.append(np.array(inp, dtype=np.int64), len(i_s))[pad]
 
 
-from jmp_calc.graph.indices import tile_rows  # noqa: E402
-
-
 def _ref_quadruplets(m_s, m_d, m_o, q_s, q_d, q_o, n):
     tin = [(d, b) for b in range(len(q_s)) for d in range(len(m_s))
            if m_d[d] == q_s[b] and not (m_s[d] == q_d[b] and not np.any(m_o[d] + q_o[b]))]
@@ -284,11 +281,12 @@ def _ref_quadruplets(m_s, m_d, m_o, q_s, q_d, q_o, n):
     slot = {j: r * m_max + i for r, (_, o) in enumerate(tiles) for i, j in enumerate(o)}
     slot_main = np.zeros(len(tiles) * m_max, dtype=np.int64)
     keep = np.zeros((len(tiles), m_max, max([len(i) for i in ins] + [0])), dtype=bool)
+    quad_set = set(quads)
     for r, (b, o) in enumerate(tiles):
         for i, j in enumerate(o):
             slot_main[r * m_max + i] = tout[j][1]
             for k, i_in in enumerate(ins[b]):
-                keep[r, i, k] = (i_in, j) in set(quads)
+                keep[r, i, k] = (i_in, j) in quad_set
     pad_in = _ref_pad(ins, n_q, np.arange(len(tin)), len(tin))[[b for b, _ in tiles]].reshape(len(tiles), -1)
     atom_rows = np.searchsorted(np.array([q_d[b] for b, _ in tiles], dtype=np.int64), np.arange(n + 1))
     e_groups = [[j for j, (_, c) in enumerate(tout) if c == e] for e in range(len(m_s))]

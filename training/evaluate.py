@@ -141,8 +141,8 @@ def main(argv=None) -> int:
         samples = read_dataset(args.test, format=args.format)
         if args.max_abs_force is not None:
             n = len(samples)
-            samples, _ = drop_large_forces(samples, args.max_abs_force)
-            print(f"max_abs_force {args.max_abs_force:g} eV/A: {n - len(samples)} of {n} structures left out")
+            samples, dropped = drop_large_forces(samples, args.max_abs_force)
+            print(f"max_abs_force {args.max_abs_force:g} eV/A: {len(dropped)} of {n} structures left out")
         out = Path(args.out) if args.out else default_out(args.model)
         report = evaluate_model(args.model, samples, out=out, head=args.head, batch_size=args.batch_size,
                                 device=args.device)

@@ -183,10 +183,10 @@ def quadruplets(main_src, main_dst, main_off, q_src, q_dst, q_off, n_atoms: int)
     pad_in = group_table(tin_counts_q, len(tin_in))[row_qint]
     used_out = slot_t < len(tout_in)
     slot_main = np.where(used_out, np.append(tout_out, 0)[slot_t], 0)
-    # keep (j, m, k) unless padding or c == d (same atom; same image: the image of d seen from a is
+    # keep (r, m, k) unless padding or c == d (same atom; same image: the image of d seen from a is
     # offset(d->b) + offset(b->a), that of c is offset(c->a))
     used_in = pad_in < len(tin_in)
-    d_atom = np.append(main_src[tin_in], -1)[pad_in]  # (Eq, K)
+    d_atom = np.append(main_src[tin_in], -1)[pad_in]  # (R, K)
     keep = used_out[:, :, None] & used_in[:, None, :]
     same = d_atom[:, None, :] == main_src[slot_main][:, :, None]
     if periodic:

@@ -108,17 +108,17 @@ def dihedral_slots(cross_ca: torch.Tensor, cross_db_ext: torch.Tensor, cross_db2
     ``keep`` (R, M, K) is False. ``smooth``: :func:`smooth_dihedral_basis` (``cross_db2_ext``: the squared
     norms, extended the same way), with its dot products on (R, M, K) planes of the three components; else the
     Legendre basis of the angle. At kept slots both equal the per-quadruplet formulas bit for bit."""
-    n_q, m, k = keep.shape
+    n_rows, m, k = keep.shape
     idx = flat_index(pad_in)
-    u = cross_ca.reshape(n_q, m, 3)
+    u = cross_ca.reshape(n_rows, m, 3)
     mask = keep.to(cross_ca.dtype)
     if smooth:
-        wc = cross_db_ext.T.index_select(1, idx).reshape(3, n_q, 1, k)
+        wc = cross_db_ext.T.index_select(1, idx).reshape(3, n_rows, 1, k)
         uc = u.permute(2, 0, 1)[..., None]  # (3, R, M, 1)
         s = (uc[0] * wc[0] + uc[1] * wc[1] + uc[2] * wc[2]) * mask
-        r2 = (u * u).sum(-1)[:, :, None] * cross_db2_ext.index_select(0, idx).reshape(n_q, 1, k)
+        r2 = (u * u).sum(-1)[:, :, None] * cross_db2_ext.index_select(0, idx).reshape(n_rows, 1, k)
         return _homogeneous_legendre(s, r2, num_spherical, dim=2, q0=mask)
-    w = cross_db_ext.index_select(0, idx).reshape(n_q, 1, k, 3).expand(n_q, m, k, 3)
+    w = cross_db_ext.index_select(0, idx).reshape(n_rows, 1, k, 3).expand(n_rows, m, k, 3)
     y = legendre_basis(torch.cos(_angle(u[:, :, None, :].expand_as(w), w)), num_spherical, dim=2)
     return y * mask[:, :, None, :]
 
@@ -157,7 +157,7 @@ class QuadBasis:
 
     def dihedral(self, cross_ca: torch.Tensor, cross_db_ext: torch.Tensor, cross_db2_ext: torch.Tensor | None,
                  pad_in: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:
-        """:func:`dihedral_slots` of a range of qint edges (``cross_ca``, ``pad_in``, ``keep``: its rows)."""
+        """:func:`dihedral_slots` of a range of grid rows (``cross_ca``, ``pad_in``, ``keep``: theirs)."""
         return dihedral_slots(cross_ca, cross_db_ext, cross_db2_ext, pad_in, keep, self.num_spherical, self.smooth)
 
 
@@ -246,9 +246,9 @@ class Bases(nn.Module):
         v_db = take(v_main, q.tin_in)
         cos_abd = _cos(v_ba, v_db)
         cross_db = torch.cross(v_db, v_ba, dim=-1)  # (T_in, 3)
-        n_q, m = q.keep.shape[0], q.keep.shape[1]
+        n_rows, m = q.keep.shape[0], q.keep.shape[1]
         v_ca = take(v_main, q.slot_main)  # (R * M, 3); padding slots see edge 0 and are masked
-        v_ba2 = take(v_q, q.row_qint)[:, None, :].expand(n_q, m, 3).reshape(n_q * m, 3)
+        v_ba2 = take(v_q, q.row_qint)[:, None, :].expand(n_rows, m, 3).reshape(n_rows * m, 3)
         cos_cab_q = _cos(v_ca, v_ba2)
         cross_ca = torch.cross(v_ca, v_ba2, dim=-1)  # (R * M, 3)
         w_ext = torch.cat([cross_db, cross_db.new_zeros(1, 3)])

@@ -124,10 +124,10 @@ def _slot_aggregate(rad, y_cab, y_dih, x_in, pad_e):
     quadruplets; ``x_in`` (R, K, C)) instead of one (ns, K) x (K, C) product per output triplet over K copies of
     the inputs. ``pad_e`` (E, K_e): the output slots of each main edge, sentinel R * M; ``y_cab`` (E, ns, K_e);
     ``rad`` (E, emb_sbf, ns^2)."""
-    n_q, m, ns, k = y_dih.shape
+    n_rows, m, ns, k = y_dih.shape
     c = x_in.shape[2]
-    z = y_dih.reshape(n_q, m * ns, k) @ x_in  # (R, M ns, C)
-    zz = gather_padded(z.reshape(n_q * m, ns * c), pad_e)  # (E, K_e, ns*C)
+    z = y_dih.reshape(n_rows, m * ns, k) @ x_in  # (R, M ns, C)
+    zz = gather_padded(z.reshape(n_rows * m, ns * c), pad_e)  # (E, K_e, ns*C)
     sph_x = (y_cab @ zz).reshape(zz.shape[0], ns * ns, c)  # (E, ns^2, C), index l1*ns + l2
     y = rad @ sph_x  # (E, emb_sbf, C)
     return y.reshape(y.shape[0], y.shape[1] * y.shape[2])
@@ -139,7 +139,7 @@ def _chunked_quad_aggregate(sph: QuadBasis, x_db: torch.Tensor, quad) -> torch.T
     :data:`~jmp_calc.model.layers.CHUNK_ELEMENTS` padded elements, each range recomputed in backward (its own
     checkpoint, building its own dihedral basis and radial weights), so that neither the padded tensors nor their
     gradients ever exist for the whole system. Row by row the same arithmetic as the unchunked path."""
-    n_q, m, k = quad.keep.shape
+    n_rows, m, k = quad.keep.shape
     n_atoms = quad.atom_rows.shape[0] - 1
     ends = torch.cumsum(torch.diff(quad.atom_rows.long()), 0) * max(1, m * k * x_db.shape[1])
     total = int(ends[-1]) if n_atoms else 0
@@ -158,7 +158,7 @@ def _chunked_quad_aggregate(sph: QuadBasis, x_db: torch.Tensor, quad) -> torch.T
     for i in range(len(e_sizes)):
         q0, q1, e0, e1 = q_bounds[i], q_bounds[i + 1], e_bounds[i], e_bounds[i + 1]
         pad_e = quad.pad_e[e0:e1]
-        pad_e = torch.where(pad_e >= n_q * m, (q1 - q0) * m, pad_e - q0 * m)  # the chunk's slots, its own sentinel
+        pad_e = torch.where(pad_e >= n_rows * m, (q1 - q0) * m, pad_e - q0 * m)  # the chunk's slots, its own sentinel
 
         def fn(rbf, y_cab, cross_ca, cross_db_ext, cross_db2_ext, x_ext, pad_in=quad.pad_in[q0:q1],
                keep=quad.keep[q0:q1], pad_e=pad_e):
