@@ -134,14 +134,15 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--reps", type=int, default=5)
     ap.add_argument("--threads", type=int, nargs="+", default=[1, 2])
-    ap.add_argument("--recompute-min-elements", type=int, default=None, metavar="N",
-                    help="our activation-recomputation threshold (jmp_calc.model.layers.set_recompute_min_elements; "
-                         "default 2**21: the JMP-S slab's -dE/dx recomputes its blocks in backward)")
+    ap.add_argument("--recompute-min-slots", type=int, default=None, metavar="N",
+                    help="our activation-recomputation threshold in padded graph slots "
+                         "(jmp_calc.model.layers.set_recompute_min_slots; default 2**19: the JMP-S slab, 373k "
+                         "slots, keeps its activations; 0 recomputes every call)")
     args = ap.parse_args()
-    if args.recompute_min_elements is not None:
-        from jmp_calc.model.layers import set_recompute_min_elements
+    if args.recompute_min_slots is not None:
+        from jmp_calc.model.layers import set_recompute_min_slots
 
-        set_recompute_min_elements(args.recompute_min_elements)
+        set_recompute_min_slots(args.recompute_min_slots)
     with_ref = bool(os.environ.get("JMP_SRC"))
     if with_ref:
         sys.path.insert(0, str(ROOT.parent / "shared" / "reference"))

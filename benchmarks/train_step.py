@@ -27,8 +27,8 @@ The training batches drop edges as the real run does: the collater gets the mode
 ``--compile`` also times the direct step with ``trainer.compile`` (the forward through ``torch.compile``,
 inductor, dynamic shapes; conservative steps cannot be compiled: double backward), leaving its compile steps out.
 
-The step runs at the config's ``trainer.recompute_min_elements`` (what ``training.pretrain`` sets);
-``--inference-recompute`` also times it at the inference default (2**21 elements), side by side.
+The step runs at the config's ``trainer.recompute_min_slots`` (what ``training.pretrain`` sets);
+``--inference-recompute`` also times it at the inference default (2**19 padded slots), side by side.
 
 ``--reference PYTHON`` (with ``JMP_SRC`` set, PYTHON a venv with the original's dependencies, see
 ``../shared/reference``) writes the timed draws to a file and runs ``benchmarks/train_step_reference.py`` on them:
@@ -208,8 +208,8 @@ def main(argv=None) -> int:
                     help="also time the direct step with trainer.compile (torch.compile, inductor), side by side; "
                          "its compile steps (the first ones, and any recompilation) are left out of the median")
     ap.add_argument("--inference-recompute", action="store_true",
-                    help="also time the step at the inference recomputation threshold (2**21 elements) instead of "
-                         "the config's trainer.recompute_min_elements, side by side")
+                    help="also time the step at the inference recomputation threshold (2**19 padded slots) instead of "
+                         "the config's trainer.recompute_min_slots, side by side")
     args = ap.parse_args(argv)
 
     import torch
@@ -228,7 +228,7 @@ def main(argv=None) -> int:
     built = {name: build(args.config, args.max_train, ov) for name, ov in variants.items()}
     cfg, model0, tasks, trains, props = built["config"]
     if args.inference_recompute:  # the same model and data, only the run's threshold differs
-        inference = dataclasses.replace(cfg.trainer, recompute_min_elements=layers.RECOMPUTE_MIN_ELEMENTS)
+        inference = dataclasses.replace(cfg.trainer, recompute_min_slots=layers.RECOMPUTE_MIN_SLOTS)
         built["inference-recompute"] = (dataclasses.replace(cfg, trainer=inference), model0, tasks, trains, props)
     bs = cfg.trainer.batch_size
     n = (args.warmup + args.steps) * bs
@@ -253,7 +253,7 @@ def main(argv=None) -> int:
     ref: dict = {}
     for _ in range(args.rounds):
         for name, (vcfg, model, _, _, _) in built.items():
-            layers.set_recompute_min_elements(vcfg.trainer.recompute_min_elements)  # as the training run sets it
+            layers.set_recompute_min_slots(vcfg.trainer.recompute_min_slots)  # as the training run sets it
             for kind in ("direct", "conservative"):
                 kind_tasks = [dataclasses.replace(t, forces=kind) for t in tasks]
                 module = JMPTrainModule(copy.deepcopy(model), kind_tasks, cfg.optim, property_names=props)
@@ -296,7 +296,7 @@ def main(argv=None) -> int:
           f"{args.threads} threads, {args.steps} timed steps x {args.rounds} rounds, datasets "
           f"{[d.name for d in cfg.datasets]}, edge dropout {p_drop}, {args.clock} time, "
           f"dihedral basis {model0.config.dihedral_basis}, recompute threshold "
-          f"{cfg.trainer.recompute_min_elements:,} elements")
+          f"{cfg.trainer.recompute_min_slots:,} slots")
     print(f"{'forces':14s} {'collate':>9s} {'step':>9s} {'Lightning step':>15s} {'both':>9s}   (structures/s)")
     for kind in ("direct", "conservative"):
         s = med[("config", kind, "step")]
@@ -313,8 +313,8 @@ def main(argv=None) -> int:
     d, c = med[("config", "direct", "step")], med[("config", "conservative", "step")]
     print(f"direct / conservative step throughput: {c / d:.2f}x")
     if ("inference-recompute", "direct", "step") in med:
-        th = built["inference-recompute"][0].trainer.recompute_min_elements
-        print(f"recomputation threshold {cfg.trainer.recompute_min_elements:,} (config) vs {th:,} elements "
+        th = built["inference-recompute"][0].trainer.recompute_min_slots
+        print(f"recomputation threshold {cfg.trainer.recompute_min_slots:,} (config) vs {th:,} slots "
               f"(inference default), step structures/s: " + "; ".join(
                   f"{kind} {bs / med[('config', kind, 'step')]:.1f} vs "
                   f"{bs / med[('inference-recompute', kind, 'step')]:.1f} "

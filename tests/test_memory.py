@@ -45,7 +45,7 @@ def test_chunked_recomputed_path_equals_kept(basis, monkeypatch):
     chunks = []
     real = interaction._slot_aggregate
     monkeypatch.setattr(interaction, "_slot_aggregate", lambda *a: chunks.append(a[1].shape[0]) or real(*a))
-    monkeypatch.setattr(layers, "RECOMPUTE_MIN_ELEMENTS", 0)
+    monkeypatch.setattr(layers, "RECOMPUTE_MIN_SLOTS", 0)
     monkeypatch.setattr(layers, "CHUNK_ELEMENTS", 3000)  # about one atom's qint edges per chunk
     assert not chunks
     forward = []
@@ -78,7 +78,7 @@ def test_recomputed_path_keeps_less_for_backward(monkeypatch):
         return sum(seen.values())
 
     kept = saved_bytes()
-    monkeypatch.setattr(layers, "RECOMPUTE_MIN_ELEMENTS", 0)
+    monkeypatch.setattr(layers, "RECOMPUTE_MIN_SLOTS", 0)
     recomputed = saved_bytes()
     assert recomputed < 0.25 * kept, (recomputed, kept)
 
@@ -98,11 +98,34 @@ def test_int32_quadruplet_indices_give_the_int64_results():
         e = model(batch, pos=pos, cell=cell, direct_forces=False)["energy"].sum()
         return [t.detach().numpy() for t in (e, torch.autograd.grad(e, [pos_leaf])[0])]
 
-    for threshold in (layers.RECOMPUTE_MIN_ELEMENTS, 0):
-        layers_threshold = layers.RECOMPUTE_MIN_ELEMENTS
-        layers.RECOMPUTE_MIN_ELEMENTS = threshold
+    for threshold in (layers.RECOMPUTE_MIN_SLOTS, 0):
+        layers_threshold = layers.RECOMPUTE_MIN_SLOTS
+        layers.RECOMPUTE_MIN_SLOTS = threshold
         try:
             for a, b in zip(energy_forces(g), energy_forces(g64)):
                 assert np.array_equal(a, b)
         finally:
-            layers.RECOMPUTE_MIN_ELEMENTS = layers_threshold
+            layers.RECOMPUTE_MIN_SLOTS = layers_threshold
+
+
+def test_the_call_recomputes_as_a_whole_from_its_padded_slots(monkeypatch):
+    """One decision per call, from the size of its graphs (GraphBatch.padded_slots, not the model's width): at
+    the threshold every region is checkpointed (the bases, each block, its three triplet aggregations and its
+    quadruplet chunk), one slot below it nothing is."""
+    import torch.utils.checkpoint as ckpt
+
+    model, g = _setup("smooth")
+    slots = g.padded_slots
+    assert slots == max(g.quad.keep.numel(), g.trip_e2e.pad_in.numel(), g.trip_a2e.pad_in.numel(),
+                        g.trip_e2a.pad_in.numel()) > 0
+    calls = []
+    real = ckpt.checkpoint
+    monkeypatch.setattr(ckpt, "checkpoint", lambda *a, **k: calls.append(1) or real(*a, **k))
+    counts = {}
+    for threshold in (slots + 1, slots):
+        monkeypatch.setattr(layers, "RECOMPUTE_MIN_SLOTS", threshold)
+        calls.clear()
+        pos_leaf, _, pos, cell = differentiable_geometry(g, positions=True, strain=False)
+        model(g, pos=pos, cell=cell, direct_forces=False)["energy"].sum()
+        counts[threshold] = len(calls)
+    assert counts == {slots + 1: 0, slots: 1 + 5 * model.config.num_blocks}

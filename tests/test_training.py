@@ -110,6 +110,16 @@ def test_sample_weight_multiplies_the_temperature_probabilities():
                                                                    "sample_weight": 0}]})
 
 
+def test_configs_of_older_runs_name_the_recomputation_threshold_in_elements():
+    """Run configs written before 2026-12-06 (every committed runs/*/config.json) say
+    trainer.recompute_min_elements (padded elements); they still load, as slots = elements / 8."""
+    base = {"name": "x", "out": "y", "datasets": [{"name": "a", "train": "t.xyz"}]}
+    old = RunConfig.from_dict({**base, "trainer": {"recompute_min_elements": 2**26}})
+    assert old.trainer.recompute_min_slots == 2**23
+    new = RunConfig.from_dict({**base, "trainer": {"recompute_min_slots": 1000}})
+    assert new.trainer.recompute_min_slots == 1000 and RunConfig.from_dict(base).trainer.recompute_min_slots == 2**23
+
+
 def test_config_errors_name_the_key(tmp_path):
     p = tmp_path / "c.yaml"
     p.write_text("name: x\nout: y\ndatasets: [{name: a, train: t.xyz, forse_weight: 3}]\n")

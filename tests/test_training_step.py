@@ -209,27 +209,27 @@ def test_stress_loss_is_the_mean_over_structures_with_a_stress_label():
 
 
 def test_training_sets_its_recomputation_threshold_for_the_run_and_restores_it():
-    """trainer.recompute_min_elements holds for the run in every process (Lightning's setup/teardown), so a
+    """trainer.recompute_min_slots holds for the run in every process (Lightning's setup/teardown), so a
     conservative step keeps its activations (recomputing them costs it ~1.8x); the inference default is back after."""
     from jmp_calc.model import layers
     from training.config import TrainerConfig
 
-    before = layers.set_recompute_min_elements(2**21)  # the inference default, whatever ran before
+    before = layers.set_recompute_min_slots(2**19)  # the inference default, whatever ran before
     task = Task(name="a", graph=GraphConfig(cutoff=4.0, max_neighbors=8), head=0)
     module = JMPTrainModule(_model(), [task], OptimConfig(),
-                            recompute_min_elements=TrainerConfig().recompute_min_elements)
+                            recompute_min_slots=TrainerConfig().recompute_min_slots)
     module.setup("fit")
     try:
-        assert layers.RECOMPUTE_MIN_ELEMENTS == 2**26
+        assert layers.RECOMPUTE_MIN_SLOTS == 2**23
         module.setup("validate")  # a second stage inside the run keeps the run's value, restores the first
     finally:
         module.teardown("fit")
-    assert layers.RECOMPUTE_MIN_ELEMENTS == 2**21
+    assert layers.RECOMPUTE_MIN_SLOTS == 2**19
     untouched = JMPTrainModule(_model(), [task], OptimConfig())
     untouched.setup("fit")
-    assert layers.RECOMPUTE_MIN_ELEMENTS == 2**21
+    assert layers.RECOMPUTE_MIN_SLOTS == 2**19
     untouched.teardown("fit")
-    layers.set_recompute_min_elements(before)
+    layers.set_recompute_min_slots(before)
 
 
 def _two_batches(forces: str):

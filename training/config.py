@@ -185,11 +185,13 @@ class TrainerConfig:
     early_stopping_patience: int | None = None  #: epochs without validation improvement
     logger: str = "csv"  #: csv | tensorboard | wandb
     threads: int | None = None  #: torch CPU threads per process
-    #: padded intermediates of at least this many elements are recomputed in backward instead of kept
-    #: (jmp_calc.model.layers.set_recompute_min_elements). Training batches of small structures stay below
-    #: 2**26 and keep everything (a conservative step of configs/mini_s.yaml ~1.8x faster than at the inference
-    #: default 2**21, ~0.2 GB more); lower it when a batch of large cells does not fit in memory
-    recompute_min_elements: int = 2**26
+    #: batches whose graphs have at least this many padded slots recompute their activations in backward instead
+    #: of keeping them (jmp_calc.model.layers.set_recompute_min_slots). Training batches of small structures stay
+    #: below 2**23 and keep everything (a conservative step of configs/mini_s.yaml ~1.8x faster than recomputing,
+    #: ~0.2 GB more); lower it when a batch of large cells does not fit in memory. (Configs written before
+    #: 2026-12-06 name it recompute_min_elements, counted in padded elements: read as that number / 8, the
+    #: channel count the old unit assumed for the default widths.)
+    recompute_min_slots: int = 2**23
     #: the model's forward in direct-force training steps through torch.compile (dynamic shapes): True =
     #: inductor, a string = that backend (e.g. "aot_eager" to debug). Conservative steps and validation stay
     #: eager (a compiled graph cannot be differentiated twice). The first steps compile (minutes on one CPU
@@ -234,6 +236,11 @@ class RunConfig:
 def _build(cls, data, where: str):
     if not isinstance(data, dict):
         raise ConfigError(f"{where or 'config'}: expected a mapping, got {type(data).__name__}")
+    if cls is TrainerConfig and "recompute_min_elements" in data:  # the old name and unit (see the field)
+        data = dict(data)
+        old = data.pop("recompute_min_elements")
+        if "recompute_min_slots" not in data:
+            data["recompute_min_slots"] = max(1, old // 8) if isinstance(old, int) else old
     fields = {f.name: f for f in dataclasses.fields(cls)}
     unknown = sorted(set(data) - set(fields))
     if unknown:

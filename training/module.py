@@ -18,7 +18,7 @@ import torch
 
 from jmp_calc.compile import CompiledForward, CompileOptions
 from jmp_calc.model import JMPModel
-from jmp_calc.model.layers import set_recompute_min_elements
+from jmp_calc.model.layers import set_recompute_min_slots
 from jmp_calc.potential import differentiable_geometry
 from jmp_calc.units import HeadUnits
 
@@ -73,7 +73,7 @@ def layerwise_groups(model: JMPModel, lr: float, decay: float | None, weight_dec
 
 class JMPTrainModule(pl.LightningModule):
     def __init__(self, model: JMPModel, tasks: list[Task], optim: OptimConfig, *,
-                 property_names: list[str] = (), recompute_min_elements: int | None = None,
+                 property_names: list[str] = (), recompute_min_slots: int | None = None,
                  compile: bool | str = False):
         super().__init__()
         self.model = model
@@ -81,9 +81,9 @@ class JMPTrainModule(pl.LightningModule):
         #: inductor; a string: that backend); made in setup, per process
         self.compile = compile
         self._compiled: CompiledForward | None = None
-        #: the recomputation threshold of this run (TrainerConfig.recompute_min_elements), set in every process
+        #: the recomputation threshold of this run (TrainerConfig.recompute_min_slots), set in every process
         #: for the run's duration (setup/teardown); None: leave the process's setting alone
-        self.recompute_min_elements = recompute_min_elements
+        self.recompute_min_slots = recompute_min_slots
         self._recompute_before: int | None = None
         self.tasks = list(tasks)
         self.optim = optim
@@ -102,8 +102,8 @@ class JMPTrainModule(pl.LightningModule):
         self._loss_per_structure: torch.Tensor | None = None  # (B,) of the last compute()
 
     def setup(self, stage: str) -> None:
-        if self.recompute_min_elements is not None and self._recompute_before is None:
-            self._recompute_before = set_recompute_min_elements(self.recompute_min_elements)
+        if self.recompute_min_slots is not None and self._recompute_before is None:
+            self._recompute_before = set_recompute_min_slots(self.recompute_min_slots)
         if self.compile and self._compiled is None:
             backend = self.compile if isinstance(self.compile, str) else "inductor"
             self._compiled = CompiledForward(self.model, CompileOptions(backend=backend))
@@ -115,7 +115,7 @@ class JMPTrainModule(pl.LightningModule):
 
     def teardown(self, stage: str) -> None:
         if self._recompute_before is not None:
-            set_recompute_min_elements(self._recompute_before)
+            set_recompute_min_slots(self._recompute_before)
             self._recompute_before = None
 
     # ------------------------------------------------------------------ predictions and losses

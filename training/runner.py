@@ -197,7 +197,7 @@ def fit(run: TrainingRun, *, resume: bool, card: dict, readme: str) -> RunResult
 
     optim = cfg.optim.resolved(steps_per_epoch=len(train_dl))  # warmup_epochs / cosine_epochs -> steps
     module = JMPTrainModule(model, tasks, optim, property_names=property_names,
-                            recompute_min_elements=t.recompute_min_elements, compile=t.compile)
+                            recompute_min_slots=t.recompute_min_slots, compile=t.compile)
     module.sampler, module.batch_size = sampler, t.batch_size
     callbacks = [ModelCheckpoint(dirpath=ckpt_dir, filename="step{step}", save_top_k=1, monitor="val_loss",
                                  mode="min", auto_insert_metric_name=False),  # the best epoch's state

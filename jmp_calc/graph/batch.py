@@ -77,6 +77,14 @@ class GraphBatch:
     def num_structures(self) -> int:
         return int(self.natoms.shape[0])
 
+    @property
+    def padded_slots(self) -> int:
+        """Slots of the largest padded index table (the quadruplet grid, or a triplet set's): the size by which
+        the model decides whether a call recomputes its activations in backward
+        (:data:`~jmp_calc.model.layers.RECOMPUTE_MIN_SLOTS`)."""
+        return max(self.quad.keep.numel(), self.trip_e2e.pad_in.numel(), self.trip_a2e.pad_in.numel(),
+                   self.trip_e2a.pad_in.numel())
+
     def to(self, device=None, dtype: torch.dtype | None = None) -> GraphBatch:
         out = _tensors_to(self, device) if device is not None else self
         if dtype is not None:

@@ -213,7 +213,7 @@ class Bases(nn.Module):
         Above the recomputation threshold (large systems, a gradient recorded) the bases are recomputed in
         backward: only their outputs are held (by the interaction blocks), not the intermediates of the angle
         and Legendre computations, ~160 kB per atom on bulk Cu."""
-        if layers.BLOCK_RECOMPUTE and recompute_wanted(*geo["main"], size=g.quad.keep.numel() * self.num_spherical):
+        if layers.BLOCK_RECOMPUTE and recompute_wanted(*geo["main"], slots=g.padded_slots):
             from torch.utils.checkpoint import checkpoint
 
             return checkpoint(self._forward, h, geo, g, use_reentrant=False)
@@ -253,10 +253,9 @@ class Bases(nn.Module):
         cross_ca = torch.cross(v_ca, v_ba2, dim=-1)  # (R * M, 3)
         w_ext = torch.cat([cross_db, cross_db.new_zeros(1, 3)])
         w2_ext = torch.cat([(cross_db * cross_db).sum(-1), cross_db.new_zeros(1)]) if self.smooth_dihedral else None
-        # size: the basis itself, as the aggregations count their padded tensor (a 32-atom cell's, 0.8 M elements,
-        # is kept: recomputing it cost ~5 ms of a ~100 ms call there). Above the threshold it is deferred to the
-        # chunks of the quadruplet aggregation (QuadBasis), which rebuild it per block, forward and backward
-        deferred = recompute_wanted(cross_ca, cross_db, size=q.keep.numel() * ns)
+        # a large call defers the basis to the chunks of the quadruplet aggregation (QuadBasis), which rebuild it
+        # per block, forward and backward
+        deferred = recompute_wanted(cross_ca, cross_db, slots=g.padded_slots)
         rbf_q = self.rbf(d_q)
         cir_q = take(self.mlp_cbf_qint.radial(rbf_q), q.tin_out)  # (T_in, emb_cbf, ns)
         cir_q = (cir_q @ legendre_basis(cos_abd, ns)[:, :, None]).squeeze(-1)

@@ -30,9 +30,11 @@ class EfficientBilinear(nn.Module):
         super().__init__()
         self.bilinear = Dense(emb_in * emb_interm, emb_out, dropout=dropout)
 
-    def forward(self, basis, x: torch.Tensor, pad_in: torch.Tensor, agg2: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(self, basis, x: torch.Tensor, pad_in: torch.Tensor, agg2: torch.Tensor | None = None,
+                slots: int = 0) -> torch.Tensor:
         """``x`` (M, emb_in) input rows, ``pad_in`` (E, K) the input row of each neighbour slot (sentinel M);
-        ``agg2`` (N, K2): slot table of a second aggregation from output edges onto atoms."""
+        ``agg2`` (N, K2): slot table of a second aggregation from output edges onto atoms; ``slots``: the call's
+        size (:attr:`~jmp_calc.graph.batch.GraphBatch.padded_slots`), large calls recompute the aggregation."""
         rad, sph = basis  # (E, emb_interm, S) or (N, emb_interm, K2*S);  (E, S, K)
 
         def aggregate(rad, sph, x):
@@ -43,7 +45,7 @@ class EfficientBilinear(nn.Module):
             y = rad @ sph_x  # (R, emb_interm, emb_in)
             return y.reshape(y.shape[0], y.shape[1] * y.shape[2])
 
-        return self.bilinear(recomputed(aggregate, rad, sph, x, size=pad_in.numel() * x.shape[1]))
+        return self.bilinear(recomputed(aggregate, rad, sph, x, slots=slots))
 
 
 class TripletInteraction(nn.Module):
@@ -64,13 +66,13 @@ class TripletInteraction(nn.Module):
         if symmetric:
             self.up_projection_ac = Dense(emb_trip_out, emb_out, act=act, dropout=dropout)
 
-    def forward(self, m, bases, trip, id_swap, expand_idx=None, agg2=None):
+    def forward(self, m, bases, trip, id_swap, expand_idx=None, agg2=None, slots: int = 0):
         x_ba = self.dense_ba(m)
         if expand_idx is not None:
             x_ba = x_ba[expand_idx]
         x_ba = self.scale_rbf(x_ba * self.mlp_rbf(bases["rad"]), ref=x_ba)
         x_ba = self.down_projection(x_ba)
-        x = self.mlp_cbf(bases["cir"], x_ba, trip.pad_in, agg2=agg2)
+        x = self.mlp_cbf(bases["cir"], x_ba, trip.pad_in, agg2=agg2, slots=slots)
         x = self.scale_cbf_sum(x, ref=lambda: x_ba[trip.inp])
         if self.symmetric:
             return _symmetric_up(self.up_projection_ca, self.up_projection_ac, x, id_swap)
@@ -96,7 +98,7 @@ class QuadrupletInteraction(nn.Module):
         self.up_projection_ca = Dense(emb_quad_out, emb_edge, act=act, dropout=dropout)
         self.up_projection_ac = Dense(emb_quad_out, emb_edge, act=act, dropout=dropout)
 
-    def forward(self, m, bases, quad, id_swap):
+    def forward(self, m, bases, quad, id_swap, slots: int = 0):
         x_db = self.dense_db(m)
         x_db = self.scale_rbf(x_db * self.mlp_rbf(bases["rad"]), ref=x_db)
         x_db = take(self.down_projection(x_db), quad.tin_in)  # (T_in, C)
@@ -110,8 +112,7 @@ class QuadrupletInteraction(nn.Module):
         def aggregate(rad, y_cab, y_dih, x_db):
             return _slot_aggregate(rad, y_cab, y_dih, gather_padded(x_db, quad.pad_in), quad.pad_e)
 
-        x = self.mlp_sbf.bilinear(recomputed(aggregate, rad, y_cab, y_dih, x_db,
-                                             size=quad.keep.numel() * x_db.shape[1]))
+        x = self.mlp_sbf.bilinear(recomputed(aggregate, rad, y_cab, y_dih, x_db, slots=slots))
         x = self.scale_sbf_sum(x, ref=lambda: x_db[quad.trip_in_to_quad])
         return _symmetric_up(self.up_projection_ca, self.up_projection_ac, x, id_swap)
 
@@ -228,9 +229,9 @@ class InteractionBlock(nn.Module):
         self.residual_m = nn.ModuleList([ResidualLayer(Ed, act=act, dropout=dp) for _ in range(cfg.num_concat)])
 
     def forward(self, h: torch.Tensor, m: torch.Tensor, bases: dict, g) -> tuple[torch.Tensor, torch.Tensor]:
-        """New (h, m). Above the recomputation threshold (large systems) the whole block is recomputed in
-        backward (it keeps only h, m and the bases from forward to backward, one block's activations exist at
-        a time; the aggregations inside are checkpointed again, nested)."""
+        """New (h, m). In a large call (:data:`~jmp_calc.model.layers.RECOMPUTE_MIN_SLOTS`) the whole block is
+        recomputed in backward (it keeps only h, m and the bases from forward to backward, one block's activations
+        exist at a time; the aggregations inside are checkpointed again, nested)."""
         if layers.BLOCK_RECOMPUTE and isinstance(bases["qint"]["sph"], QuadBasis):
             return recomputed(self._forward, h, m, bases, g, force=True)
         return self._forward(h, m, bases, g)
@@ -239,12 +240,13 @@ class InteractionBlock(nn.Module):
         id_swap = g.id_swap
         a2e = g.a2ee2a
         x = self.dense_ca(m)
-        x = x + self.trip_interaction(m, bases["e2e"], g.trip_e2e, id_swap)
-        x = x + self.quad_interaction(m, bases["qint"], g.quad, id_swap)
-        x = x + self.atom_edge_interaction(h, bases["a2e"], g.trip_a2e, id_swap, expand_idx=a2e.index[0])
+        slots = g.padded_slots
+        x = x + self.trip_interaction(m, bases["e2e"], g.trip_e2e, id_swap, slots=slots)
+        x = x + self.quad_interaction(m, bases["qint"], g.quad, id_swap, slots=slots)
+        x = x + self.atom_edge_interaction(h, bases["a2e"], g.trip_a2e, id_swap, expand_idx=a2e.index[0],
+                                           slots=slots)
         x = x * const(1.0 / 2.0, x)  # 1/sqrt(number of edge interactions = 4)
-        h_e2a = self.edge_atom_interaction(m, bases["e2a"], g.trip_e2a, id_swap,
-                                           agg2=a2e.pad)
+        h_e2a = self.edge_atom_interaction(m, bases["e2a"], g.trip_e2a, id_swap, agg2=a2e.pad, slots=slots)
         h_a2a = self.atom_interaction(h, bases["a2a"], g.a2a)
         h = (h + h_e2a + h_a2a) * const(1.0 / math.sqrt(3.0), h)
 

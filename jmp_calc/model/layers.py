@@ -8,19 +8,24 @@ import torch
 from torch import nn
 
 __all__ = ["ScaledSiLU", "Dense", "ResidualLayer", "ScaleFactor", "activation", "he_orthogonal_", "recomputed",
-           "recompute_wanted", "RECOMPUTE", "const", "set_recompute_min_elements"]
+           "recompute_wanted", "RECOMPUTE", "const", "set_recompute_min_slots"]
 
 #: recompute the triplet/quadruplet aggregations in the backward pass instead of keeping their padded
 #: intermediates (the bulk of the memory of -dE/dx; see :func:`recomputed`). Module-level switch for benchmarks.
 RECOMPUTE = True
-#: padded tensors below this many elements are kept (recomputing costs more time than their memory is worth on
-#: small systems: a 32-atom cell's largest is ~0.9 M elements). The inference default; training raises it
-#: (:func:`set_recompute_min_elements`)
-RECOMPUTE_MIN_ELEMENTS = 2**21
-#: above the threshold, the quadruplet aggregation (the largest by far) is recomputed in row chunks of about this
+#: a call whose graphs have at least this many padded slots (:attr:`GraphBatch.padded_slots
+#: <jmp_calc.graph.batch.GraphBatch.padded_slots>`: its largest padded index table, the quadruplet grid) is
+#: "large": with a gradient recorded it recomputes its bases, interaction blocks and aggregations in backward
+#: instead of keeping them. Smaller calls keep everything (recomputing costs ~1.8x the time of -dE/dx). Measured in
+#: slots of the graph, not in elements or bytes, so the decision is the structure's size whatever the model's
+#: width: 2**19 slots is ~150 atoms of bulk Cu for the default model (cutoff 6 A) and ~140 atoms of an OC20-like
+#: slab for JMP-S/L (12 A, 30 neighbours; the 98-atom Pt(111)+CO slab of ``benchmarks/inference.py`` has 373k).
+#: The inference default; training raises it (:func:`set_recompute_min_slots`)
+RECOMPUTE_MIN_SLOTS = 2**19
+#: in a large call, the quadruplet aggregation (the largest by far) is recomputed in row chunks of about this
 #: many padded elements, each its own checkpoint, so its backward temporaries stay this size whatever the system
 CHUNK_ELEMENTS = 2**20
-#: above the threshold, also recompute each interaction block as a whole in backward
+#: in a large call, also recompute each interaction block as a whole in backward
 BLOCK_RECOMPUTE = True
 
 
@@ -45,32 +50,30 @@ def const(value: float, like: torch.Tensor):
     return t
 
 
-def set_recompute_min_elements(min_elements: int) -> int:
-    """Set :data:`RECOMPUTE_MIN_ELEMENTS` for this process and return the previous value. Recomputing trades time
-    for memory: a conservative training step (forces by double backward) recomputes each checkpointed block twice,
-    and at the inference default a batch of eight ~100-atom slabs already crosses the threshold (the step runs
-    at half speed for ~200 MB saved). ``training`` sets its own (``trainer.recompute_min_elements``). Change it
-    between calls only, never between a forward pass and its backward: the recomputation must take the same path
-    as the forward pass it replays."""
-    global RECOMPUTE_MIN_ELEMENTS
-    previous, RECOMPUTE_MIN_ELEMENTS = RECOMPUTE_MIN_ELEMENTS, int(min_elements)
+def set_recompute_min_slots(min_slots: int) -> int:
+    """Set :data:`RECOMPUTE_MIN_SLOTS` for this process and return the previous value. Recomputing trades time
+    for memory: a conservative training step (forces by double backward) recomputes each checkpointed block twice
+    and runs at about half speed. ``training`` sets its own (``trainer.recompute_min_slots``). Change it between
+    calls only, never between a forward pass and its backward: the recomputation must take the same path as the
+    forward pass it replays."""
+    global RECOMPUTE_MIN_SLOTS
+    previous, RECOMPUTE_MIN_SLOTS = RECOMPUTE_MIN_SLOTS, int(min_slots)
     return previous
 
 
-def recompute_wanted(*args, size: int = 0) -> bool:
-    """Whether :func:`recomputed` would recompute: a gradient is being recorded through ``args`` and the padded
-    intermediate is large (``size`` elements >= :data:`RECOMPUTE_MIN_ELEMENTS`)."""
-    return RECOMPUTE and size >= RECOMPUTE_MIN_ELEMENTS and torch.is_grad_enabled() and \
+def recompute_wanted(*args, slots: int = 0) -> bool:
+    """Whether :func:`recomputed` would recompute: a gradient is being recorded through ``args`` and the call is
+    large (its graphs have ``slots`` >= :data:`RECOMPUTE_MIN_SLOTS` padded slots)."""
+    return RECOMPUTE and slots >= RECOMPUTE_MIN_SLOTS and torch.is_grad_enabled() and \
         any(isinstance(a, torch.Tensor) and a.requires_grad for a in args)
 
 
-def recomputed(fn, *args, size: int = 0, force: bool = False):
-    """``fn(*args)``, keeping only ``args`` for the backward pass when a gradient is being recorded and the
-    padded intermediate is large (``size`` elements >= :data:`RECOMPUTE_MIN_ELEMENTS`; ``force``: whenever a
-    gradient is recorded): activation checkpointing (non-reentrant, so it nests in double backward); the padded
-    (rows, K, C) tensors of GemNet's aggregations are then rebuilt during backward instead of being held from
-    forward to backward."""
-    if recompute_wanted(*args, size=RECOMPUTE_MIN_ELEMENTS if force else size):
+def recomputed(fn, *args, slots: int = 0, force: bool = False):
+    """``fn(*args)``, keeping only ``args`` for the backward pass when a gradient is being recorded and the call is
+    large (``slots`` >= :data:`RECOMPUTE_MIN_SLOTS`; ``force``: whenever a gradient is recorded): activation
+    checkpointing (non-reentrant, so it nests in double backward); the padded (rows, K, C) tensors of GemNet's
+    aggregations are then rebuilt during backward instead of being held from forward to backward."""
+    if recompute_wanted(*args, slots=RECOMPUTE_MIN_SLOTS if force else slots):
         from torch.utils.checkpoint import checkpoint
 
         return checkpoint(fn, *args, use_reentrant=False)
