@@ -125,6 +125,7 @@ def test_recomputed_aggregations_equal_kept(basis, monkeypatch):
     for recompute in (False, True):
         monkeypatch.setattr(layers, "RECOMPUTE", recompute)
         monkeypatch.setattr(layers, "RECOMPUTE_MIN_SLOTS", 0)
+        monkeypatch.setattr(layers, "BLOCK_RECOMPUTE_MIN_SLOTS", 0)
         model.zero_grad()
         pos_leaf, eps, pos, cell = differentiable_geometry(g, positions=True, strain=True)
         e = model(g, pos=pos, cell=cell, direct_forces=False)["energy"].sum()

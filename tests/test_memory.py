@@ -46,6 +46,7 @@ def test_chunked_recomputed_path_equals_kept(basis, monkeypatch):
     real = interaction._slot_aggregate
     monkeypatch.setattr(interaction, "_slot_aggregate", lambda *a: chunks.append(a[1].shape[0]) or real(*a))
     monkeypatch.setattr(layers, "RECOMPUTE_MIN_SLOTS", 0)
+    monkeypatch.setattr(layers, "BLOCK_RECOMPUTE_MIN_SLOTS", 0)
     monkeypatch.setattr(layers, "CHUNK_ELEMENTS", 3000)  # about one atom's qint edges per chunk
     assert not chunks
     forward = []
@@ -79,6 +80,7 @@ def test_recomputed_path_keeps_less_for_backward(monkeypatch):
 
     kept = saved_bytes()
     monkeypatch.setattr(layers, "RECOMPUTE_MIN_SLOTS", 0)
+    monkeypatch.setattr(layers, "BLOCK_RECOMPUTE_MIN_SLOTS", 0)
     recomputed = saved_bytes()
     assert recomputed < 0.25 * kept, (recomputed, kept)
 
@@ -109,9 +111,10 @@ def test_int32_quadruplet_indices_give_the_int64_results():
 
 
 def test_the_call_recomputes_as_a_whole_from_its_padded_slots(monkeypatch):
-    """One decision per call, from the size of its graphs (GraphBatch.padded_slots, not the model's width): at
-    the threshold every region is checkpointed (the bases, each block, its three triplet aggregations and its
-    quadruplet chunk), one slot below it nothing is."""
+    """One decision per call, from the size of its graphs (GraphBatch.padded_slots, not the model's width), in two
+    tiers: from RECOMPUTE_MIN_SLOTS the aggregations are checkpointed (per block its three triplet aggregations
+    and its quadruplet chunk), from BLOCK_RECOMPUTE_MIN_SLOTS also the bases and each block as a whole; one slot
+    below a threshold, nothing of that tier is."""
     import torch.utils.checkpoint as ckpt
 
     model, g = _setup("smooth")
@@ -122,10 +125,12 @@ def test_the_call_recomputes_as_a_whole_from_its_padded_slots(monkeypatch):
     real = ckpt.checkpoint
     monkeypatch.setattr(ckpt, "checkpoint", lambda *a, **k: calls.append(1) or real(*a, **k))
     counts = {}
-    for threshold in (slots + 1, slots):
+    for threshold, block_threshold in ((slots + 1, 0), (slots, slots + 1), (slots, slots)):
         monkeypatch.setattr(layers, "RECOMPUTE_MIN_SLOTS", threshold)
+        monkeypatch.setattr(layers, "BLOCK_RECOMPUTE_MIN_SLOTS", block_threshold)
         calls.clear()
         pos_leaf, _, pos, cell = differentiable_geometry(g, positions=True, strain=False)
         model(g, pos=pos, cell=cell, direct_forces=False)["energy"].sum()
-        counts[threshold] = len(calls)
-    assert counts == {slots + 1: 0, slots: 1 + 5 * model.config.num_blocks}
+        counts[threshold, block_threshold] = len(calls)
+    n = model.config.num_blocks
+    assert counts == {(slots + 1, 0): 0, (slots, slots + 1): 4 * n, (slots, slots): 1 + 5 * n}

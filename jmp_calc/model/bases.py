@@ -222,10 +222,10 @@ class Bases(nn.Module):
     def forward(self, h: torch.Tensor, geo: dict, g) -> dict:
         """``geo``: distances/unit vectors per graph (see backbone); ``g``: the :class:`GraphBatch`.
 
-        Above the recomputation threshold (large systems, a gradient recorded) the bases are recomputed in
-        backward: only their outputs are held (by the interaction blocks), not the intermediates of the angle
-        and Legendre computations, ~160 kB per atom on bulk Cu."""
-        if layers.BLOCK_RECOMPUTE and recompute_wanted(*geo["main"], slots=g.padded_slots):
+        In calls of at least :data:`~jmp_calc.model.layers.BLOCK_RECOMPUTE_MIN_SLOTS` padded slots (large systems,
+        a gradient recorded) the bases are recomputed in backward: only their outputs are held (by the interaction
+        blocks), not the intermediates of the angle and Legendre computations, ~160 kB per atom on bulk Cu."""
+        if layers.block_recompute_wanted(*geo["main"], slots=g.padded_slots):
             from torch.utils.checkpoint import checkpoint
 
             return checkpoint(self._forward, h, geo, g, use_reentrant=False)

@@ -229,10 +229,11 @@ class InteractionBlock(nn.Module):
         self.residual_m = nn.ModuleList([ResidualLayer(Ed, act=act, dropout=dp) for _ in range(cfg.num_concat)])
 
     def forward(self, h: torch.Tensor, m: torch.Tensor, bases: dict, g) -> tuple[torch.Tensor, torch.Tensor]:
-        """New (h, m). In a large call (:data:`~jmp_calc.model.layers.RECOMPUTE_MIN_SLOTS`) the whole block is
-        recomputed in backward (it keeps only h, m and the bases from forward to backward, one block's activations
-        exist at a time; the aggregations inside are checkpointed again, nested)."""
-        if layers.BLOCK_RECOMPUTE and isinstance(bases["qint"]["sph"], QuadBasis):
+        """New (h, m). In a large call of at least :data:`~jmp_calc.model.layers.BLOCK_RECOMPUTE_MIN_SLOTS`
+        padded slots the whole block is recomputed in backward (it keeps only h, m and the bases from forward to
+        backward, one block's activations exist at a time; the aggregations inside are checkpointed again,
+        nested)."""
+        if isinstance(bases["qint"]["sph"], QuadBasis) and g.padded_slots >= layers.BLOCK_RECOMPUTE_MIN_SLOTS:
             return recomputed(self._forward, h, m, bases, g, force=True)
         return self._forward(h, m, bases, g)
 
