@@ -58,7 +58,7 @@ def main(argv=None) -> int:
         out = pot.model(g, heads=[head.index], pos=pos, cell=cell, direct_forces=False)
     held = None if rss0 is None else _rss_mb() - rss0
     total = sum(sizes.values())
-    print(f"jmp_calc from {args.tree}: {len(atoms)} atoms, {int(g.quad.out.shape[0]):,} quadruplets; saved for "
+    print(f"jmp_calc from {args.tree}: {len(atoms)} atoms, {g.quad.num_quadruplets:,} quadruplets; saved for "
           f"backward {total / 2**20:.1f} MB = {total / 1024 / len(atoms):.0f} kB/atom")
     if held is not None:
         # recomputed regions (activation checkpoints) hold their inputs themselves: the hooks above do not see them

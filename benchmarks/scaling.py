@@ -65,7 +65,7 @@ def one(n: int, threads: int, model, stress: bool = False, tree: str | None = No
     g = pot.batch([atoms])
     return {"atoms": len(atoms), "s": t, "peak_mb": r1.ru_maxrss / 1024, "user_s": (r1.ru_utime - r0.ru_utime) / reps,
             "sys_s": (r1.ru_stime - r0.ru_stime) / reps, "edges": g.main.num_edges,
-            "quadruplets": int(g.quad.out.shape[0])}
+            "quadruplets": g.quad.num_quadruplets}
 
 
 def main():

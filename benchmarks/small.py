@@ -112,7 +112,7 @@ def _md_recompiles(calc, atoms, steps: int) -> str:
 
     def note():
         g = pot._graph_cache[2]
-        sizes.add((g.main.num_edges, g.a2a.num_edges, int(g.trip_e2e.inp.shape[0]), int(g.quad.out.shape[0])))
+        sizes.add((g.main.num_edges, g.a2a.num_edges, int(g.trip_e2e.inp.shape[0]), g.quad.num_quadruplets))
 
     dyn = VelocityVerlet(a, 2 * units.fs)
     dyn.attach(note, interval=1)

@@ -313,9 +313,17 @@ def test_index_sets_equal_simple_reference(seed):
         assert t.inp.tolist() == inp and t.out.tolist() == out and t.out_agg.tolist() == agg
         assert t.kmax == pad.shape[1] and np.array_equal(t.pad, pad) and np.array_equal(t.pad_in, pad_in)
     qd = quadruplets(*m, *q, n)
-    for name, want in _ref_quadruplets(*m, *q, n).items():
+    ref = _ref_quadruplets(*m, *q, n)
+    for name, want in ref.items():
         got, want = getattr(qd, name), np.asarray(want, dtype=bool if name == "keep" else np.int64)
         assert got.dtype == want.dtype and np.array_equal(got, want), name  # same shape and values
+    # the lists derived from the grid on demand, from the batch's torch tensors (int32) as from numpy
+    from jmp_calc.graph.batch import _as_index, _to_torch
+
+    qt = _to_torch(qd, _as_index)
+    for name in ("out", "trip_in_to_quad", "trip_out_to_quad"):
+        assert np.array_equal(getattr(qt, name).numpy(), np.asarray(ref[name], dtype=np.int64)), name
+    assert qt.num_quadruplets == qd.num_quadruplets == len(ref["out"])
 
 
 def test_tile_rows_pads_uneven_degrees_less():
