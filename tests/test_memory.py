@@ -125,12 +125,18 @@ def test_the_call_recomputes_as_a_whole_from_its_padded_slots(monkeypatch):
     real = ckpt.checkpoint
     monkeypatch.setattr(ckpt, "checkpoint", lambda *a, **k: calls.append(1) or real(*a, **k))
     counts = {}
-    for threshold, block_threshold in ((slots + 1, 0), (slots, slots + 1), (slots, slots)):
-        monkeypatch.setattr(layers, "RECOMPUTE_MIN_SLOTS", threshold)
-        monkeypatch.setattr(layers, "BLOCK_RECOMPUTE_MIN_SLOTS", block_threshold)
-        calls.clear()
-        pos_leaf, _, pos, cell = differentiable_geometry(g, positions=True, strain=False)
-        model(g, pos=pos, cell=cell, direct_forces=False)["energy"].sum()
-        counts[threshold, block_threshold] = len(calls)
+    before = layers.set_recompute_min_slots(0), layers.set_block_recompute_min_slots(0)
+    try:
+        for threshold, block_threshold in ((slots + 1, 0), (slots, slots + 1), (slots, slots)):
+            layers.set_recompute_min_slots(threshold)
+            layers.set_block_recompute_min_slots(block_threshold)
+            calls.clear()
+            pos_leaf, _, pos, cell = differentiable_geometry(g, positions=True, strain=False)
+            model(g, pos=pos, cell=cell, direct_forces=False)["energy"].sum()
+            counts[threshold, block_threshold] = len(calls)
+    finally:
+        layers.set_recompute_min_slots(before[0])
+        layers.set_block_recompute_min_slots(before[1])
+    assert (layers.RECOMPUTE_MIN_SLOTS, layers.BLOCK_RECOMPUTE_MIN_SLOTS) == (2**19, 2**21)  # the defaults
     n = model.config.num_blocks
     assert counts == {(slots + 1, 0): 0, (slots, slots + 1): 4 * n, (slots, slots): 1 + 5 * n}

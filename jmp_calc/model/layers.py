@@ -8,7 +8,8 @@ import torch
 from torch import nn
 
 __all__ = ["ScaledSiLU", "Dense", "ResidualLayer", "ScaleFactor", "activation", "he_orthogonal_", "recomputed",
-           "recompute_wanted", "RECOMPUTE", "const", "set_recompute_min_slots"]
+           "recompute_wanted", "RECOMPUTE", "const", "set_recompute_min_slots",
+           "set_block_recompute_min_slots", "block_recompute_wanted"]
 
 #: recompute the triplet/quadruplet aggregations in the backward pass instead of keeping their padded
 #: intermediates (the bulk of the memory of -dE/dx; see :func:`recomputed`). Module-level switch for benchmarks.
@@ -30,6 +31,17 @@ CHUNK_ELEMENTS = 2**20
 #: held either. Default model, bulk Cu E+F+S: without it 789 kB/atom at 500 atoms and 1.45x faster than with it
 #: (577 kB/atom); ~600 Cu atoms, or ~550 atoms of an OC20-like slab for JMP-S, where JMP-S would hold ~16 MB/atom
 BLOCK_RECOMPUTE_MIN_SLOTS = 2**21
+
+
+def set_block_recompute_min_slots(min_slots: int) -> int:
+    """Set :data:`BLOCK_RECOMPUTE_MIN_SLOTS` for this process and return the previous value (between calls only,
+    as :func:`set_recompute_min_slots`). Lower it for wide models on little memory: JMP-S on the 98-atom slab of
+    ``benchmarks/inference.py`` (-dE/dx, peak above aspirin's) holds 2.0 GB keeping everything, 1.6 GB with the
+    aggregations recomputed, 0.9 GB with the bases and blocks too, which took ~1.8x the time of keeping
+    everything (3.1 -> 5.7 s, one thread)."""
+    global BLOCK_RECOMPUTE_MIN_SLOTS
+    previous, BLOCK_RECOMPUTE_MIN_SLOTS = BLOCK_RECOMPUTE_MIN_SLOTS, int(min_slots)
+    return previous
 
 
 def block_recompute_wanted(*args, slots: int) -> bool:
