@@ -16,8 +16,9 @@ __all__ = ["ScaledSiLU", "Dense", "ResidualLayer", "ScaleFactor", "activation", 
 RECOMPUTE = True
 #: a call whose graphs have at least this many padded slots (:attr:`GraphBatch.padded_slots
 #: <jmp_calc.graph.batch.GraphBatch.padded_slots>`: its largest padded index table, the quadruplet grid) is
-#: "large": with a gradient recorded it recomputes its bases, interaction blocks and aggregations in backward
-#: instead of keeping them. Smaller calls keep everything (recomputing costs ~1.8x the time of -dE/dx). Measured in
+#: "large": with a gradient recorded it recomputes its triplet and quadruplet aggregations in backward instead of
+#: keeping them (and from :data:`BLOCK_RECOMPUTE_MIN_SLOTS` its bases and whole interaction blocks too). Smaller
+#: calls keep everything (recomputing everything costs ~1.8x the time of -dE/dx). Measured in
 #: slots of the graph, not in elements or bytes, so the decision is the structure's size whatever the model's
 #: width: 2**19 slots is ~150 atoms of bulk Cu for the default model (cutoff 6 A) and ~140 atoms of an OC20-like
 #: slab for JMP-S/L (12 A, 30 neighbours; the 98-atom Pt(111)+CO slab of ``benchmarks/inference.py`` has 373k).
