@@ -71,7 +71,7 @@ class Quadruplets:
     @property
     def out(self):
         """Main edge c->a of each quadruplet (sorted)."""
-        rows, keep_t = self._triplet_rows()
+        _, keep_t = self._triplet_rows()
         return _repeat(self.tout_out, keep_t.sum(1))
 
     @property
@@ -84,9 +84,8 @@ class Quadruplets:
     @property
     def trip_out_to_quad(self):
         """Output triplet of each quadruplet."""
-        rows, keep_t = self._triplet_rows()
-        arange = np.arange if isinstance(rows, np.ndarray) else _torch_arange(rows)
-        return _repeat(arange(len(rows)), keep_t.sum(1))
+        _, keep_t = self._triplet_rows()
+        return _repeat(None, keep_t.sum(1))
 
     def _triplet_rows(self):
         """Grid slot r * M + m of every output triplet, in output-triplet order (``pad_e`` row by row: main
@@ -98,15 +97,13 @@ class Quadruplets:
 
 
 def _repeat(values, counts):
-    if isinstance(values, np.ndarray):
-        return np.repeat(values, counts)
-    return values.repeat_interleave(counts.to(values.device))
-
-
-def _torch_arange(like):
+    """``values[i]`` repeated ``counts[i]`` times (``values`` None: ``i`` itself, :func:`_rows`), for numpy arrays
+    or torch tensors."""
+    if isinstance(counts, np.ndarray):
+        return _rows(counts) if values is None else np.repeat(values, counts)
     import torch
 
-    return lambda n: torch.arange(n, dtype=like.dtype, device=like.device)
+    return torch.repeat_interleave(counts) if values is None else values.repeat_interleave(counts)
 
 
 def offset_keys(off: np.ndarray) -> np.ndarray:

@@ -233,7 +233,7 @@ class InteractionBlock(nn.Module):
         padded slots the whole block is recomputed in backward (it keeps only h, m and the bases from forward to
         backward, one block's activations exist at a time; the aggregations inside are checkpointed again,
         nested)."""
-        if isinstance(bases["qint"]["sph"], QuadBasis) and g.padded_slots >= layers.BLOCK_RECOMPUTE_MIN_SLOTS:
+        if isinstance(bases["qint"]["sph"], QuadBasis) and layers.block_recompute_wanted(m, slots=g.padded_slots):
             return recomputed(self._forward, h, m, bases, g, force=True)
         return self._forward(h, m, bases, g)
 
