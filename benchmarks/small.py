@@ -5,6 +5,7 @@ stress) and ethanol (energy + forces), one thread. Prints per call: graph buildi
 
     .venv/bin/python benchmarks/small.py [--reps 20] [--threads 1] [--tree PATH]
     .venv/bin/python benchmarks/small.py --compile [--rounds 2] [--md-steps 20]
+    .venv/bin/python benchmarks/small.py --malloc-ab 3   # glibc default vs jmp_calc.allocator, alternated
 
 Medians of ``--reps`` calls after 3 warm-ups, as thread CPU time (``time.thread_time``: what the call costs,
 robust to other processes on a shared machine) and as wall time (min: the unloaded latency). ``--tree`` imports
@@ -27,6 +28,8 @@ import statistics
 import sys
 import time
 from pathlib import Path
+
+import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -160,6 +163,34 @@ def compare_compiled(args, calc, structures) -> None:
               f"{[round(t, 1) for t in comp.potential.compiled.compile_times]}")
 
 
+def malloc_ab(args) -> int:
+    """Alternate fresh processes with glibc's default malloc and jmp_calc's settings; ratio of the medians."""
+    import os
+    import subprocess
+
+    rows: dict[str, dict[str, list[float]]] = {"default": {}, "tuned": {}}
+    for r in range(args.malloc_ab):
+        for mode in ("default", "tuned"):
+            cmd = [sys.executable, __file__, "--reps", str(args.reps), "--threads", str(args.threads), "--tree",
+                   args.tree, "--malloc", mode]
+            env = {k: v for k, v in os.environ.items() if not k.startswith("MALLOC_")}
+            out = subprocess.run(cmd, capture_output=True, text=True, check=True, env=env).stdout
+            print(f"round {r + 1}, malloc {mode}:\n{out}", flush=True)
+            for line in out.splitlines():
+                if "/" in line and line[:22].strip() and not line.startswith(("jmp_calc", "structure")):
+                    name, cells = line[:22].strip(), line[22:].split()
+                    # cells: cpu / wall for graph, model, ASE call
+                    rows[mode].setdefault(name, []).append([float(cells[i]) for i in (0, 2, 3, 5, 6, 8)])
+    print(f"medians over {args.malloc_ab} rounds, default -> tuned malloc (thread-CPU ms; min wall ms)")
+    for name in rows["tuned"]:
+        d = np.median(np.array(rows["default"][name]), axis=0)
+        t = np.median(np.array(rows["tuned"][name]), axis=0)
+        cols = [f"{label} {d[i]:.1f} -> {t[i]:.1f} ({d[i] / t[i]:.2f}x)" for i, label in (
+            (2, "model cpu"), (3, "model wall"), (4, "ASE cpu"), (5, "ASE wall"))]
+        print(f"  {name:22s} " + ", ".join(cols))
+    return 0
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--reps", type=int, default=20)
@@ -168,7 +199,18 @@ def main(argv=None) -> int:
     ap.add_argument("--compile", action="store_true", help="also compare JMPCalculator(compile=True) with eager")
     ap.add_argument("--rounds", type=int, default=2, help="--compile: alternated eager/compiled rounds")
     ap.add_argument("--md-steps", type=int, default=20, help="--compile: NVE steps counting recompilations (0: none)")
+    ap.add_argument("--malloc", choices=("tuned", "default"), default="tuned",
+                    help="glibc malloc as a CPU Potential sets it (jmp_calc.allocator) or glibc's defaults")
+    ap.add_argument("--malloc-ab", type=int, default=0, metavar="ROUNDS",
+                    help="run this script ROUNDS times with each --malloc setting, alternated in fresh processes, "
+                         "and print the ratio of their medians")
     args = ap.parse_args(argv)
+    if args.malloc_ab:
+        return malloc_ab(args)
+    if args.malloc == "default":
+        import os
+
+        os.environ["JMP_CALC_TUNE_MALLOC"] = "0"
     sys.path.insert(0, args.tree)
 
     import numpy as np

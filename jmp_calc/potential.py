@@ -234,6 +234,10 @@ class Potential:
         #: "direct" or "conservative" (every head alike), else "mixed"
         self.forces = kinds.pop() if len(kinds) == 1 else "mixed"
         self.model = _prepared(model, self.device, self.dtype)
+        if self.device.type == "cpu":
+            from .allocator import tune_malloc
+
+            tune_malloc()  # small calls otherwise page-fault their working set in again every call
         #: the compiled forward (``compile=True`` or a :class:`~jmp_calc.compile.CompileOptions`), or None: eager
         self.compiled = None
         options = compile_options(compile)
