@@ -37,11 +37,25 @@ class CompileOptions:
     ``backend``: ``"inductor"`` (default: fused C++/OpenMP kernels on CPU, Triton on GPU), another registered
     backend name, or a callable backend. ``mode``: ``None`` (default), ``"reduce-overhead"`` (CUDA graphs; sizes
     that change every call defeat them) or ``"max-autotune"``. ``dynamic``: trace sizes symbolically (one graph
-    for all sizes); ``False`` compiles one graph per distinct size (faster kernels, many compilations)."""
+    for all sizes); ``False`` compiles one graph per distinct size (faster kernels, many compilations).
+    ``skip_module_guards``: Dynamo does not re-check the model's module attributes (``training`` and the like)
+    before every call (``torch.compiler.skip_guard_on_all_nn_modules_unsafe``): 1.5 -> 0.26 ms of guard
+    evaluation per call of the embedded model on 32-atom Cu. The :class:`~jmp_calc.potential.Potential` never
+    changes them; whoever does (``model.train()`` after compiling) must set it False. Weights changed in place are
+    seen either way (they are inputs of the graph)."""
 
     backend: str | Callable = "inductor"
     mode: str | None = None
     dynamic: bool = True
+    skip_module_guards: bool = True
+
+    def compile_kwargs(self) -> dict:
+        """Keyword arguments of ``torch.compile``."""
+        kwargs = {"backend": self.backend, "mode": self.mode, "dynamic": self.dynamic}
+        skip = getattr(torch.compiler, "skip_guard_on_all_nn_modules_unsafe", None)  # torch >= 2.7
+        if self.skip_module_guards and skip is not None:
+            kwargs["options"] = {"guard_filter_fn": skip}
+        return kwargs
 
 
 def compile_options(value) -> CompileOptions | None:
@@ -93,8 +107,7 @@ class CompiledForward:
         self.compile_times: list[float] = []
         self._compiled = None
         try:
-            self._compiled = torch.compile(self._forward, backend=self.options.backend, mode=self.options.mode,
-                                           dynamic=self.options.dynamic)
+            self._compiled = torch.compile(self._forward, **self.options.compile_kwargs())
         except Exception as exc:  # noqa: BLE001 (missing dynamo, unsupported Python, unknown backend, ...)
             self._fail(exc)
 

@@ -93,7 +93,10 @@ def test_compile_failing_at_first_call_falls_back_with_one_warning(model, forces
     pot = Potential(model, forces=forces, dtype="float64", compile=True)
     props = ("energy", "forces", "stress") if forces == "conservative" else ("energy", "forces")
     _check_falls_back(pot, eager, props, lambda: len(calls))
-    assert calls[0] == {"backend": "inductor", "mode": None, "dynamic": True}
+    assert {k: calls[0][k] for k in ("backend", "mode", "dynamic")} == {"backend": "inductor", "mode": None,
+                                                                      "dynamic": True}
+    assert calls[0]["options"] == {"guard_filter_fn": torch.compiler.skip_guard_on_all_nn_modules_unsafe}
+    assert "options" not in CompileOptions(skip_module_guards=False).compile_kwargs()
 
 
 @pytest.mark.slow
