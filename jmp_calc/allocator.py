@@ -3,9 +3,9 @@
 A CPU call of a small structure (a 32-atom cell, a molecule) allocates and frees a few hundred tensors of 0.1-3 MB.
 glibc's defaults serve each of those above its (dynamic) mmap threshold with a fresh ``mmap`` and give the top of
 the heap back to the kernel at ``free`` once more than twice that threshold is free, so every call page-faults and
-zero-fills its working set again: 2,000-6,000 minor faults per call of the embedded model on 32-atom Cu, 15-25 %
-of its time on this project's development machine (a virtual machine, where faults are dear;
-``benchmarks/small.py --malloc default`` / ``tuned`` measures it).
+zero-fills its working set again: 300-6,000 minor faults per call of the embedded model on 32-atom Cu, ~10 % of
+its time on this project's development machine (a virtual machine, where faults are dear; 1.11x thread-CPU with the
+settings below, ``benchmarks/small.py --malloc-ab 3``).
 
 :func:`tune_malloc` (called when a :class:`~jmp_calc.potential.Potential` is created on CPU) keeps that memory in
 the process instead: blocks below 32 MB (glibc's own upper bound for its dynamic threshold) come from the heap,
