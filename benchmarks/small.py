@@ -86,8 +86,6 @@ def _graph_count() -> int:
 
 def _deviation(eager, compiled, atoms, props, states: int = 3) -> dict[str, float]:
     """max |compiled - eager| / max |eager| per property over ``states`` moved copies of ``atoms``."""
-    import numpy as np
-
     worst = dict.fromkeys(props, 0.0)
     for k in range(states):
         a = atoms.copy()
@@ -102,7 +100,6 @@ def _deviation(eager, compiled, atoms, props, states: int = 3) -> dict[str, floa
 
 def _md_recompiles(calc, atoms, steps: int) -> str:
     """NVE steps of ``atoms`` with ``calc``: Dynamo graphs compiled during the run vs distinct graph sizes."""
-    import numpy as np
     from ase import units
     from ase.md.velocitydistribution import MaxwellBoltzmannDistribution
     from ase.md.verlet import VelocityVerlet
@@ -213,7 +210,6 @@ def main(argv=None) -> int:
         os.environ["JMP_CALC_TUNE_MALLOC"] = "0"
     sys.path.insert(0, args.tree)
 
-    import numpy as np
     import torch
     from ase.build import bulk, molecule
 
