@@ -106,7 +106,8 @@ class JMPTrainModule(pl.LightningModule):
             self._recompute_before = set_recompute_min_slots(self.recompute_min_slots)
         if self.compile and self._compiled is None:
             backend = self.compile if isinstance(self.compile, str) else "inductor"
-            self._compiled = CompiledForward(self.model, CompileOptions(backend=backend))
+            # Dynamo keeps its module guards here: Lightning switches these modules between train and eval
+            self._compiled = CompiledForward(self.model, CompileOptions(backend=backend, skip_module_guards=False))
 
     @property
     def compile_times(self) -> list[float]:
